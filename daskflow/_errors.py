@@ -1,0 +1,68 @@
+"""The exception tree every daskflow subsystem raises from.
+
+A user mistake (bad config, missing or malformed data, a value out of range) is a
+:class:`DaskflowError`; the CLI prints its message and exits with code 2. Anything
+else escaping the library is a bug and exits with code 1.
+
+Messages follow one template so they read the same everywhere::
+
+    <what was wrong> (<where>): expected <what was expected>. <how to fix it>
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DaskflowError",
+    "ConfigError",
+    "DataError",
+    "SchemaError",
+    "ClusterError",
+    "OutputError",
+    "format_error",
+]
+
+
+class DaskflowError(Exception):
+    """Base class of every error caused by the user's input rather than by a bug."""
+
+
+class ConfigError(DaskflowError, ValueError):
+    """The experiment configuration (file, overrides or environment) is invalid."""
+
+
+class DataError(DaskflowError, ValueError):
+    """Input data is missing, unreadable, empty or holds invalid values."""
+
+
+class SchemaError(DataError, TypeError):
+    """A table lacks a declared column or a column has the wrong type."""
+
+
+class ClusterError(DaskflowError, RuntimeError):
+    """The Dask scheduler could not be started or reached."""
+
+
+class OutputError(DaskflowError, OSError):
+    """A result could not be written or published where it was asked to go."""
+
+
+def format_error(what: str, *, where: str | None = None, expected: str | None = None,
+                 fix: str | None = None) -> str:
+    """Build a message in the house template: what, where, expected, how to fix.
+
+    Examples
+    --------
+    >>> format_error("column 'ms_played' is missing", where="source 'listens'",
+    ...              expected="columns user_id, track_id, ms_played",
+    ...              fix="Check data.sources.listens.uri.")
+    "column 'ms_played' is missing (source 'listens'): expected columns user_id, track_id, ms_played. Check data.sources.listens.uri."
+    """
+    message = what
+    if where:
+        message += f" ({where})"
+    if expected:
+        message += f": expected {expected}"
+    message += "."
+    if fix:
+        message += f" {fix}"
+    return message

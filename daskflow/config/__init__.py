@@ -1,0 +1,44 @@
+"""Experiment configuration: typed models and the YAML loader.
+
+Only the experiment runner and the CLI import this package; library layers take plain
+keyword arguments.
+"""
+
+from daskflow.config._loader import config_to_yaml, load_config, parse_overrides, validate_config
+from daskflow.config._models import (
+    STAGES,
+    ClusterConfig,
+    Config,
+    DataConfig,
+    EvaluateConfig,
+    ExperimentConfig,
+    FeaturesConfig,
+    InteractionsConfig,
+    ModelConfig,
+    OutputConfig,
+    PredictConfig,
+    SampleConfig,
+    SourceConfig,
+    TuneConfig,
+)
+
+__all__ = [
+    "STAGES",
+    "ClusterConfig",
+    "Config",
+    "DataConfig",
+    "EvaluateConfig",
+    "ExperimentConfig",
+    "FeaturesConfig",
+    "InteractionsConfig",
+    "ModelConfig",
+    "OutputConfig",
+    "PredictConfig",
+    "SampleConfig",
+    "SourceConfig",
+    "TuneConfig",
+    "config_to_yaml",
+    "load_config",
+    "parse_overrides",
+    "validate_config",
+]

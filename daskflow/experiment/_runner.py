@@ -1,0 +1,230 @@
+"""The experiment runner: the only layer that reads the config.
+
+It turns the validated :class:`~daskflow.config.Config` into plain keyword arguments for
+the library layers, runs the stages the experiment names (plus the ones they need), and
+writes ``outputs/<experiment>/<run_id>/`` — ``config.yaml``, ``metrics.json``,
+``run.log`` and ``artifacts/`` — in a temporary directory that is published only when
+every stage has succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sklearn.base import clone
+
+from daskflow._errors import ConfigError, DataError, OutputError
+from daskflow._version import __version__
+from daskflow.cluster import connect, dashboard_link
+from daskflow.config import STAGES, Config, config_to_yaml
+from daskflow.evaluation import evaluate_ranking
+from daskflow.experiment._rundir import new_run_id, write_json
+from daskflow.features import InteractionMatrix, build_interactions, leave_k_out_split, log_kpis
+from daskflow.io import atomic_output, read_table, write_parquet
+from daskflow.models import make_model
+from daskflow.prediction import recommend_all
+from daskflow.sample import generate_lake
+
+__all__ = ["run_experiment", "RunResult", "stages_to_run"]
+
+log = logging.getLogger("daskflow")
+
+# Stages whose results later stages need.
+_NEEDS = {"train": ("interactions",), "evaluate": ("interactions",),
+          "predict": ("interactions", "train")}
+_NOT_YET = {"tune": "tuning arrives with the tuning issue; remove 'tune' from experiment.stages"}
+
+
+@dataclass
+class RunResult:
+    """Where a finished run was published and what it measured."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+
+
+@dataclass
+class _State:
+    """What stages hand to each other within one run."""
+
+    client: Any
+    work_dir: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+    matrix: InteractionMatrix | None = None
+    model: Any = None
+
+
+def stages_to_run(config: Config) -> list[str]:
+    """The requested stages plus the ones they depend on, in execution order."""
+    wanted = set(config.experiment.stages)
+    for stage in list(wanted):
+        wanted.update(_NEEDS.get(stage, ()))
+    for stage in wanted & set(_NOT_YET):
+        raise ConfigError(f"stage {stage!r} (experiment.stages) is not available in this version: "
+                          f"{_NOT_YET[stage]}")
+    return [s for s in STAGES if s in wanted]
+
+
+def run_experiment(config: Config) -> RunResult:
+    """Run an experiment end to end and publish its run directory.
+
+    Raises
+    ------
+    DaskflowError
+        Any user mistake found on the way (nothing is published then).
+    """
+    stages = stages_to_run(config)
+    run_id = config.output.run_id or new_run_id()
+    run_dir = Path(config.output.dir) / config.experiment.name / run_id
+    if run_dir.exists():
+        raise OutputError(f"run directory {run_dir} already exists: choose another output.run_id or "
+                          "leave it unset for a fresh one")
+    try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output directory {run_dir.parent} ({exc.strerror}): set "
+                          "output.dir to a writable location") from exc
+    if not os.access(run_dir.parent, os.W_OK):
+        raise OutputError(f"output directory {run_dir.parent} is not writable: set output.dir to a "
+                          "writable location")
+    with atomic_output(str(run_dir)) as tmp:
+        work_dir = Path(tmp)
+        (work_dir / "artifacts").mkdir()
+        (work_dir / "config.yaml").write_text(config_to_yaml(config))
+        handler = logging.FileHandler(work_dir / "run.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        try:
+            metrics = _run_stages(config, stages, run_id, work_dir)
+        finally:
+            log.removeHandler(handler)
+            handler.close()
+        write_json(work_dir / "metrics.json", metrics)
+    log.info("run published at %s", run_dir)
+    return RunResult(run_dir, metrics)
+
+
+def _run_stages(config: Config, stages: list[str], run_id: str, work_dir: Path) -> dict[str, Any]:
+    started = time.time()
+    metrics: dict[str, Any] = {
+        "experiment": config.experiment.name, "run_id": run_id, "daskflow_version": __version__,
+        "stages": stages, "timings_s": {},
+    }
+    cluster = config.cluster.model_dump(exclude={"kind"})
+    with connect(config.cluster.kind, **cluster) as client:
+        link = dashboard_link(client)
+        metrics["dashboard_link"] = link
+        log.info("Dask dashboard: %s", link)
+        state = _State(client=client, work_dir=work_dir, metrics=metrics)
+        if config.data.sample is not None:
+            _timed(state, "sample", lambda: _ensure_sample(config, client))
+        for stage in stages:
+            log.info("stage %s ...", stage)
+            _timed(state, stage, lambda stage=stage: _STAGE_FUNCTIONS[stage](config, state))
+    metrics["wall_time_s"] = round(time.time() - started, 3)
+    return metrics
+
+
+def _timed(state: _State, name: str, function: Any) -> None:
+    started = time.perf_counter()
+    function()
+    elapsed = time.perf_counter() - started
+    state.metrics["timings_s"][name] = round(elapsed, 3)
+    log.info("stage %s done in %.1fs", name, elapsed)
+
+
+def _ensure_sample(config: Config, client: Any) -> None:
+    sample = config.data.sample
+    assert sample is not None
+    if Path(sample.path).exists() or "://" in sample.path:
+        return
+    log.info("no sample lake at %s: generating a %s one (seed %d)", sample.path, sample.scale,
+             sample.seed)
+    generate_lake(sample.path, scale=sample.scale, format=sample.format, seed=sample.seed,
+                  client=client)
+
+
+def _read_source(config: Config, name: str, columns: list[str] | None) -> Any:
+    source = config.data.sources[name]
+    wanted = list(source.columns) if source.columns is not None else columns
+    return read_table(source.uri, format=source.format, columns=wanted, filters=source.filters,
+                      storage_options=source.storage_options, schema=source.required_schema,
+                      name=name)
+
+
+def _interaction_columns(config: Config) -> list[str]:
+    spec = config.features.interactions
+    return [spec.user_col, spec.item_col] + ([spec.weight] if spec.weight != "count" else []) + \
+        [spec.time_col]
+
+
+def _stage_kpis(config: Config, state: _State) -> None:
+    spec = config.features.interactions
+    events = _read_source(config, spec.source, _interaction_columns(config))
+    kpis, dau = log_kpis(events, user_col=spec.user_col, item_col=spec.item_col,
+                         time_col=spec.time_col, client=state.client)
+    dau.to_parquet(state.work_dir / "artifacts" / "daily_active_users.parquet", index=False)
+    state.metrics["data"] = kpis
+
+
+def _stage_interactions(config: Config, state: _State) -> None:
+    spec = config.features.interactions
+    events = _read_source(config, spec.source, _interaction_columns(config))
+    matrix = build_interactions(events, user_col=spec.user_col, item_col=spec.item_col,
+                                weight=spec.weight, time_col=spec.time_col,
+                                block_size=spec.block_size, client=state.client)
+    users, items = matrix.mapping_frames()
+    users.to_parquet(state.work_dir / "artifacts" / "user_index.parquet", index=False)
+    items.to_parquet(state.work_dir / "artifacts" / "item_index.parquet", index=False)
+    state.matrix = matrix
+    state.metrics["interactions"] = {
+        "users": matrix.n_users, "items": matrix.n_items, "nnz": matrix.nnz,
+        "density": matrix.nnz / max(1, matrix.n_users * matrix.n_items),
+        "user_blocks": len(matrix.user_blocks), "item_blocks": len(matrix.item_blocks),
+        "weight": spec.weight,
+    }
+
+
+def _stage_train(config: Config, state: _State) -> None:
+    model = make_model(config.model.name, config.model.params)
+    state.model = model.fit(state.matrix, client=state.client)
+    state.metrics["model"] = {"name": config.model.name, "params": model.get_params()}
+
+
+def _stage_evaluate(config: Config, state: _State) -> None:
+    spec = config.evaluate
+    assert state.matrix is not None
+    results: dict[str, Any] = {}
+    for split in spec.splits:
+        train, test = leave_k_out_split(state.matrix, k=spec.holdout, min_items=spec.min_user_items,
+                                        mode=split, seed=config.experiment.seed, client=state.client)
+        if test.nnz == 0:
+            raise DataError(f"the {split} split held out nothing: no user has "
+                            f"{spec.min_user_items}+ distinct items. Lower evaluate.min_user_items")
+        model = clone(make_model(config.model.name, config.model.params))
+        model.fit(train, client=state.client)
+        scores = evaluate_ranking(model, train, test, k=spec.k, metrics=spec.metrics,
+                                  client=state.client)
+        results[split] = {"holdout": spec.holdout, "test_nnz": test.nnz, **scores}
+        log.info("%s split: %s", split, ", ".join(f"{k}={v:.4f}" for k, v in scores.items()
+                                                 if k != "n_users"))
+    state.metrics["evaluation"] = {config.model.name: results}
+
+
+def _stage_predict(config: Config, state: _State) -> None:
+    spec = config.predict
+    assert state.matrix is not None and state.model is not None
+    uri = spec.uri or str(state.work_dir / "predictions" / "recommendations.parquet")
+    frame = recommend_all(state.model, state.matrix, n=spec.n, filter_seen=spec.filter_seen)
+    write_parquet(frame, uri, storage_options=spec.storage_options)
+    state.metrics["predict"] = {"uri": spec.uri or "predictions/recommendations.parquet",
+                                "users": state.matrix.n_users, "n": spec.n}
+
+
+_STAGE_FUNCTIONS = {"kpis": _stage_kpis, "interactions": _stage_interactions, "train": _stage_train,
+                    "evaluate": _stage_evaluate, "predict": _stage_predict}

@@ -1,0 +1,230 @@
+"""The users x items interaction matrix, built out of core from a listens table.
+
+One pass over the log: every partition is factorised locally and kept in compact form
+(int32 codes, float32 weights, int64 times); the sorted unions of the local IDs give the
+global mapping (sorted string order, so it does not depend on partitioning); then every
+partition is remapped and cut by user block and by item block, and each block is assembled
+from its pieces. The result is two lists of CSR row-blocks (users, and the transpose for
+items) persisted on the cluster, the layout ALS consumes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from daskflow._errors import DataError, SchemaError
+from daskflow.features._blocks import (
+    Block,
+    assemble_block,
+    block_to_pieces,
+    factorize_partition,
+    leave_k_out,
+    merge_uniques,
+    remap_and_split,
+)
+
+__all__ = ["InteractionMatrix", "build_interactions", "leave_k_out_split", "block_bounds"]
+
+log = logging.getLogger("daskflow")
+
+_TREE_WIDTH = 8  # fan-in of the tree reduction that merges partition-local IDs
+
+
+@dataclass(frozen=True)
+class InteractionMatrix:
+    """A users x items sparse matrix held as persisted CSR row-blocks.
+
+    Attributes
+    ----------
+    shape, nnz
+        Of the whole matrix.
+    user_ids, item_ids
+        Original string IDs; position ``i`` is matrix index ``i``.
+    user_bounds, item_bounds
+        Block boundaries: user block ``b`` holds rows ``user_bounds[b]:user_bounds[b+1]``.
+    user_blocks, item_blocks
+        Dask ``Delayed`` objects (backed by futures on a distributed cluster) yielding
+        :class:`~daskflow.features.Block`; item blocks hold the transpose.
+    """
+
+    shape: tuple[int, int]
+    nnz: int
+    user_ids: pd.Index
+    item_ids: pd.Index
+    user_bounds: np.ndarray
+    item_bounds: np.ndarray
+    user_blocks: tuple[Any, ...]
+    item_blocks: tuple[Any, ...]
+
+    @property
+    def n_users(self) -> int:
+        return self.shape[0]
+
+    @property
+    def n_items(self) -> int:
+        return self.shape[1]
+
+    def to_scipy(self, client: Any = None) -> sp.csr_matrix:
+        """Gather the whole matrix into memory as CSR (for small data and tests)."""
+        blocks = _compute(self.user_blocks, client)
+        if not blocks:
+            return sp.csr_matrix(self.shape, dtype=np.float32)
+        return sp.vstack([b.csr for b in blocks], format="csr")
+
+    def mapping_frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(user index table, item index table) to save beside results and join back."""
+        users = pd.DataFrame({"user_idx": np.arange(self.n_users, dtype=np.int64),
+                              "user_id": pd.array(self.user_ids, dtype="string")})
+        items = pd.DataFrame({"item_idx": np.arange(self.n_items, dtype=np.int64),
+                              "item_id": pd.array(self.item_ids, dtype="string")})
+        return users, items
+
+
+def block_bounds(n: int, block_size: int) -> np.ndarray:
+    """Boundaries of row-blocks of at most ``block_size`` rows (at least one block)."""
+    return np.unique(np.r_[np.arange(0, n, block_size), n]) if n else np.array([0, 0])
+
+
+def build_interactions(listens: dd.DataFrame, *, user_col: str = "user_id",
+                       item_col: str = "track_id", weight: str = "count",
+                       time_col: str | None = "ts", block_size: int = 50_000,
+                       client: Any = None) -> InteractionMatrix:
+    """Build the blocked users x items matrix from a (lazy) listens table.
+
+    Parameters
+    ----------
+    listens
+        One row per event.
+    user_col, item_col
+        ID columns (any hashable, usually strings).
+    weight
+        ``"count"`` to count rows, or a numeric column to sum (e.g. ``ms_played``).
+    time_col
+        Timestamp column; the latest time per (user, item) is kept for by-time splits.
+        ``None`` if there is none.
+    block_size
+        Rows per block, for users and for items.
+    client
+        ``distributed.Client`` to persist the blocks on; default: dask's local scheduler.
+
+    Raises
+    ------
+    SchemaError
+        A named column is missing.
+    DataError
+        Null IDs, negative/NaN weights, or no rows at all.
+    """
+    if block_size < 1:
+        raise DataError(f"block_size must be >= 1, got {block_size}")
+    needed = [user_col, item_col] + ([weight] if weight != "count" else []) + \
+        ([time_col] if time_col else [])
+    missing = [c for c in needed if c not in listens.columns]
+    if missing:
+        raise SchemaError(f"listens table lacks column(s) {', '.join(map(repr, missing))}: expected "
+                          f"{', '.join(needed)}; found {', '.join(map(str, listens.columns))}. Set "
+                          "features.interactions.user_col/item_col/weight/time_col to existing columns")
+    parts = listens[needed].to_delayed()
+    local = [dask.delayed(factorize_partition)(p, user_col, item_col, weight, time_col)
+             for p in parts]
+    local = _persist(local, client)
+    user_ids, item_ids = _compute([_tree(local, "users"), _tree(local, "items")], client)
+    if len(user_ids) == 0:
+        raise DataError("the listens table has no rows (after filters): nothing to build "
+                        "interactions from. Check data.sources filters and the uri")
+    user_index = pd.Index(user_ids)
+    item_index = pd.Index(item_ids)
+    user_bounds = block_bounds(len(user_index), block_size)
+    item_bounds = block_bounds(len(item_index), block_size)
+    user_index_task = dask.delayed(user_index, pure=True)
+    item_index_task = dask.delayed(item_index, pure=True)
+    pieces = [dask.delayed(remap_and_split, nout=2)(part, user_index_task, item_index_task,
+                                                    user_bounds, item_bounds) for part in local]
+    user_blocks = [dask.delayed(_assemble)([p[0] for p in pieces], b, int(lo), int(hi), len(item_index))
+                   for b, (lo, hi) in enumerate(zip(user_bounds[:-1], user_bounds[1:]))]
+    item_blocks = [dask.delayed(_assemble)([p[1] for p in pieces], b, int(lo), int(hi), len(user_index))
+                   for b, (lo, hi) in enumerate(zip(item_bounds[:-1], item_bounds[1:]))]
+    blocks = _persist(user_blocks + item_blocks, client)
+    user_blocks, item_blocks = blocks[: len(user_blocks)], blocks[len(user_blocks):]
+    nnz = int(sum(_compute([dask.delayed(_nnz)(b) for b in user_blocks], client)))
+    log.info("interactions: %d users x %d items, %d non-zeros in %d + %d blocks", len(user_index),
+             len(item_index), nnz, len(user_blocks), len(item_blocks))
+    return InteractionMatrix((len(user_index), len(item_index)), nnz, user_index, item_index,
+                             user_bounds, item_bounds, tuple(user_blocks), tuple(item_blocks))
+
+
+def leave_k_out_split(matrix: InteractionMatrix, *, k: int = 1, min_items: int = 3,
+                      mode: str = "random", seed: int = 0, client: Any = None
+                      ) -> tuple[InteractionMatrix, InteractionMatrix]:
+    """Split into train and test matrices by holding out ``k`` items per eligible user.
+
+    ``mode="random"`` holds out random items, ``mode="by_time"`` the ``k`` most recently
+    played. Users with fewer than ``min_items`` distinct items are kept whole in train.
+    Both matrices keep the full ID mappings and shapes, so indices line up.
+    """
+    if mode not in ("random", "by_time"):
+        raise DataError(f"unknown split mode {mode!r}: expected 'random' or 'by_time'")
+    if k < 1 or min_items <= k:
+        raise DataError(f"leave-k-out needs k >= 1 and min_items > k, got k={k}, "
+                        f"min_items={min_items}: each evaluated user must keep a training item")
+    halves = [dask.delayed(leave_k_out, nout=2)(block, k, min_items, mode, seed)
+              for block in matrix.user_blocks]
+    train_users = [h[0] for h in halves]
+    test_users = [h[1] for h in halves]
+    persisted = _persist(train_users + test_users, client)
+    train_users, test_users = persisted[: len(halves)], persisted[len(halves):]
+    train = _with_user_blocks(matrix, train_users, client)
+    test = _with_user_blocks(matrix, test_users, client)
+    return train, test
+
+
+def _with_user_blocks(matrix: InteractionMatrix, user_blocks: Sequence[Any],
+                      client: Any) -> InteractionMatrix:
+    """A matrix with new user blocks and item blocks rebuilt as their transpose."""
+    pieces = [dask.delayed(block_to_pieces)(b, matrix.item_bounds) for b in user_blocks]
+    item_blocks = [dask.delayed(_assemble)(pieces, b, int(lo), int(hi), matrix.n_users)
+                   for b, (lo, hi) in enumerate(zip(matrix.item_bounds[:-1], matrix.item_bounds[1:]))]
+    item_blocks = _persist(item_blocks, client)
+    nnz = int(sum(_compute([dask.delayed(_nnz)(b) for b in user_blocks], client)))
+    return replace(matrix, nnz=nnz, user_blocks=tuple(user_blocks), item_blocks=tuple(item_blocks))
+
+
+def _assemble(all_pieces: list[list[Any]], index: int, lo: int, hi: int, n_cols: int) -> Block:
+    return assemble_block([pieces[index] for pieces in all_pieces], lo, hi, n_cols)
+
+
+def _nnz(block: Block) -> int:
+    return block.nnz
+
+
+def _tree(local: list[Any], field: str) -> Any:
+    """Tree-reduce the partition-local sorted ID arrays into one sorted union."""
+    level = [dask.delayed(getattr)(part, field) for part in local]
+    while len(level) > 1:
+        level = [dask.delayed(merge_uniques)(*level[i:i + _TREE_WIDTH])
+                 for i in range(0, len(level), _TREE_WIDTH)]
+    return level[0]
+
+
+def _persist(tasks: list[Any], client: Any) -> list[Any]:
+    if not tasks:
+        return []
+    if client is not None:
+        return list(client.persist(tasks))
+    return list(dask.persist(*tasks))
+
+
+def _compute(tasks: Sequence[Any], client: Any) -> list[Any]:
+    if not tasks:
+        return []
+    if client is not None:
+        return list(client.gather(client.compute(list(tasks))))
+    return list(dask.compute(*tasks))

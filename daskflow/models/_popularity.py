@@ -1,0 +1,89 @@
+"""The popularity baseline: recommend the most-listened items the user has not heard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dask
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator
+
+from daskflow._errors import DataError
+from daskflow._kernels import rows_contain
+from daskflow.models._base import RecommenderMixin
+
+__all__ = ["PopularityRecommender"]
+
+
+class PopularityRecommender(RecommenderMixin, BaseEstimator):
+    """Rank items by how many distinct users interacted with them.
+
+    Parameters
+    ----------
+    by : {"users", "weight"}
+        Popularity as the number of distinct users (default) or the summed weight.
+
+    Attributes
+    ----------
+    item_popularity_ : ndarray of shape (n_items,)
+    n_items_ : int
+
+    Examples
+    --------
+    >>> import scipy.sparse as sp
+    >>> X = sp.csr_matrix([[1, 0, 3], [0, 0, 1], [2, 0, 5]])
+    >>> model = PopularityRecommender().fit(X)
+    >>> model.recommend(X[1], n=2)[0]
+    array([[0, 1]])
+    """
+
+    def __init__(self, *, by: str = "users") -> None:
+        self.by = by
+
+    def fit(self, X: Any, y: None = None, *, client: Any = None) -> PopularityRecommender:
+        """Count item popularity from a sparse matrix or an ``InteractionMatrix``."""
+        if self.by not in ("users", "weight"):
+            raise DataError(f"PopularityRecommender(by={self.by!r}): expected 'users' or 'weight'")
+        if sp.issparse(X):
+            X = sp.csc_matrix(X)
+            popularity = np.diff(X.indptr) if self.by == "users" else np.asarray(X.sum(axis=0)).ravel()
+        elif hasattr(X, "item_blocks"):
+            counts = [dask.delayed(_block_popularity)(b, self.by) for b in X.item_blocks]
+            parts = client.gather(client.compute(counts)) if client is not None else dask.compute(*counts)
+            popularity = np.concatenate(parts)
+        else:
+            raise DataError(f"PopularityRecommender.fit expects a scipy.sparse matrix or an "
+                            f"InteractionMatrix, got {type(X).__name__}")
+        if popularity.size == 0 or popularity.sum() == 0:
+            raise DataError("cannot fit a popularity model on an empty interaction matrix")
+        self.item_popularity_ = popularity.astype(np.float64)
+        self.n_items_ = len(popularity)
+        # Stable order: ties broken by item index, so results are reproducible.
+        self._ranking = np.argsort(-self.item_popularity_, kind="stable")
+        return self
+
+    def recommend_block(self, user_items: sp.csr_matrix, n: int, filter_seen: bool = True
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        n_rows = user_items.shape[0]
+        n = min(n, self.n_items_)
+        if not filter_seen:
+            items = np.broadcast_to(self._ranking[:n], (n_rows, n)).copy()
+            return items, self.item_popularity_[items]
+        # Only the first n + (most items any user has seen) ranks can be needed.
+        depth = min(self.n_items_, n + int(np.diff(user_items.indptr).max(initial=0)))
+        candidates = self._ranking[:depth]
+        seen = rows_contain(user_items, candidates)
+        # Stable sort of the seen flags puts each row's unseen candidates first, in rank order.
+        first = np.argsort(seen, axis=1, kind="stable")[:, :n]
+        items = candidates[first]
+        items[np.take_along_axis(seen, first, axis=1)] = -1
+        scores = np.where(items >= 0, self.item_popularity_[np.maximum(items, 0)], -np.inf)
+        return items, scores
+
+
+def _block_popularity(block: Any, by: str) -> np.ndarray:
+    csr = block.csr
+    if by == "users":
+        return np.diff(csr.indptr)
+    return np.asarray(csr.sum(axis=1)).ravel()
