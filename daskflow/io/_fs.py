@@ -90,8 +90,20 @@ def atomic_output(uri: str, storage_options: Mapping[str, Any] | None = None, *,
         if _is_local(fs):
             os.replace(tmp_path, path)
         else:
-            fs.mv(tmp_path, path, recursive=True)
+            _move_objects(fs, tmp_path, path)
     except BaseException:
         with contextlib.suppress(Exception):
             fs.rm(tmp_path, recursive=True)
         raise
+
+
+def _move_objects(fs: fsspec.AbstractFileSystem, source: str, destination: str) -> None:
+    """Copy every object under ``source`` to ``destination``, success marker last, then delete.
+
+    Object stores have no directory rename; readers that require ``_SUCCESS`` never see a
+    half-copied result.
+    """
+    files = sorted(fs.find(source), key=lambda p: p.endswith(SUCCESS_MARKER))
+    for file in files:
+        fs.copy(file, destination + file[len(source):])
+    fs.rm(source, recursive=True)

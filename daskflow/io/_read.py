@@ -135,7 +135,12 @@ def inspect_table(uri: str, *, format: str = "parquet",
     if not files:
         raise DataError(f"no {format} files in {label}: the directory is empty. Point the uri at a "
                         f"directory of .{format} files")
-    partition_schema = dataset.partitioning.schema if dataset.partitioning else pa.schema([])
+    # Partition columns are the keys found in the fragments' key=value directories
+    # (``dataset.partitioning`` also reports data columns for some formats).
+    partition_keys: dict[str, None] = {}
+    for fragment in dataset.get_fragments():
+        partition_keys.update(dict.fromkeys(pads.get_partition_keys(fragment.partition_expression)))
+    partition_schema = pa.schema([dataset.schema.field(k) for k in partition_keys])
     reference: pa.Schema | None = None
     reference_file = ""
     for fragment in dataset.get_fragments():

@@ -1,0 +1,128 @@
+"""The command line: exit codes, one-line user errors, no tracebacks for user mistakes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from daskflow import __version__
+from daskflow.cli import _main, main
+
+ROOT = Path(__file__).parents[2]
+QUICKSTART = ROOT / "configs" / "quickstart.yaml"
+
+
+def daskflow(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+             ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "daskflow", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, **(env or {})})
+
+
+def assert_user_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("daskflow: error:")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr
+
+
+def test_version() -> None:
+    result = daskflow("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"daskflow {__version__}"
+
+
+def test_validate_prints_resolved_config() -> None:
+    result = daskflow("validate", str(QUICKSTART), "cluster.n_workers=1")
+    assert result.returncode == 0, result.stderr
+    assert "n_workers: 1" in result.stdout and "memory_limit: 2GiB" in result.stdout
+    assert "valid: stages kpis -> interactions -> train -> evaluate -> predict" in result.stderr
+
+
+def test_validate_unknown_key_exits_2_naming_it(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(QUICKSTART.read_text().replace("  seed: 0\n", "  seed: 0\n  sede: 1\n"))
+    assert_user_error(daskflow("validate", str(config)), "unknown key 'experiment.sede'", "line 8")
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["validate", str(QUICKSTART), "n_workers"], ["bad override 'n_workers'"]),
+    (["validate", "missing.yaml"], ["config file 'missing.yaml' does not exist"]),
+    (["validate", str(QUICKSTART), "model.name=als"], ["unknown model 'als'; available: popularity"]),
+    (["frobnicate"], ["invalid choice: 'frobnicate'"]),
+    (["generate"], ["the following arguments are required: OUT"]),
+    (["run", str(QUICKSTART), "experiment.stages=[tune]", "tune.metric=ndcg@10"],
+     ["stage 'tune' (experiment.stages) is not available in this version"]),
+])
+def test_user_errors_exit_2(args: list[str], fragments: list[str]) -> None:
+    assert_user_error(daskflow(*args), *fragments)
+
+
+def test_missing_data_exits_2_and_publishes_nothing(tmp_path: Path) -> None:
+    result = daskflow("run", str(QUICKSTART), "data.sample=null", "cluster.n_workers=1",
+                      "cluster.dashboard_address=:0", cwd=tmp_path)
+    assert_user_error(result, "no data at source 'listens' at data/sample-small/listens")
+    assert not any((tmp_path / "outputs" / "quickstart").iterdir())
+
+
+def test_bad_schema_exits_2(tmp_path: Path, tiny_lake: Path) -> None:
+    result = daskflow("run", str(QUICKSTART), "data.sample=null", "cluster.n_workers=1",
+                      "cluster.dashboard_address=:0",
+                      f"data.sources.listens.uri={tiny_lake}/listens",
+                      "data.sources.listens.schema.user_id=integer", cwd=tmp_path)
+    assert_user_error(result, "column 'user_id' of source 'listens'", "has type string, expected integer")
+
+
+def test_internal_error_exits_1_with_traceback(monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    def broken(args: object) -> int:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(_main._COMMANDS, "validate", broken)
+    assert main(["validate", str(QUICKSTART)]) == 1
+    captured = capsys.readouterr()
+    assert "internal error" in captured.err and "RuntimeError: a bug" in captured.err
+
+
+def test_generate_writes_a_lake(tmp_path: Path) -> None:
+    result = daskflow("generate", str(tmp_path / "lake"), "--scale", "small", "--format", "orc",
+                      "--seed", "3", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["rows"]["listens"] > 50_000
+    assert len(list((tmp_path / "lake" / "listens").glob("date=*/*.orc"))) == 14
+    again = daskflow("generate", str(tmp_path / "lake"), "--workers", "1")
+    assert_user_error(again, "already exists")
+
+
+@pytest.mark.slow
+def test_quickstart_end_to_end(tmp_path: Path) -> None:
+    """The README's main command, in a fresh directory: generates the lake, runs, publishes."""
+    shutil.copy(QUICKSTART, tmp_path / "quickstart.yaml")
+    result = daskflow("run", "quickstart.yaml", "cluster.dashboard_address=:0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / json.loads(result.stdout)["run_dir"]
+    assert "Dask dashboard: http://" in result.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["data"]["rows"] > 50_000 and metrics["data"]["dau_mean"] > 0
+    assert metrics["interactions"]["nnz"] > 0
+    for split in ("random", "by_time"):
+        scores = metrics["evaluation"]["popularity"][split]
+        assert {"precision@10", "recall@10", "map@10", "ndcg@10"} <= scores.keys()
+        assert 0 < scores["ndcg@10"] < 1
+    assert metrics["dashboard_link"].startswith("http://")
+    for path in ("config.yaml", "run.log", "artifacts/user_index.parquet", "artifacts/item_index.parquet",
+                 "artifacts/daily_active_users.parquet", "predictions/recommendations.parquet/_SUCCESS"):
+        assert (run_dir / path).exists(), path
+    import pandas as pd
+
+    recommendations = pd.read_parquet(run_dir / "predictions" / "recommendations.parquet")
+    users = pd.read_parquet(run_dir / "artifacts" / "user_index.parquet")
+    assert set(recommendations.user_id) == set(users.user_id)
+    assert recommendations.groupby("user_id").size().eq(10).all()
