@@ -18,7 +18,6 @@ __all__ = [
     "SchemaError",
     "ClusterError",
     "OutputError",
-    "format_error",
 ]
 
 
@@ -44,25 +43,3 @@ class ClusterError(DaskflowError, RuntimeError):
 
 class OutputError(DaskflowError, OSError):
     """A result could not be written or published where it was asked to go."""
-
-
-def format_error(what: str, *, where: str | None = None, expected: str | None = None,
-                 fix: str | None = None) -> str:
-    """Build a message in the house template: what, where, expected, how to fix.
-
-    Examples
-    --------
-    >>> format_error("column 'ms_played' is missing", where="source 'listens'",
-    ...              expected="columns user_id, track_id, ms_played",
-    ...              fix="Check data.sources.listens.uri.")
-    "column 'ms_played' is missing (source 'listens'): expected columns user_id, track_id, ms_played. Check data.sources.listens.uri."
-    """
-    message = what
-    if where:
-        message += f" ({where})"
-    if expected:
-        message += f": expected {expected}"
-    message += "."
-    if fix:
-        message += f" {fix}"
-    return message

@@ -107,8 +107,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from daskflow.config import config_to_yaml, load_config
-    from daskflow.experiment import stages_to_run
+    from daskflow.config import config_to_yaml, load_config, stages_to_run
 
     config = load_config(args.config, args.overrides)
     stages = stages_to_run(config)

@@ -20,6 +20,7 @@ from daskflow.config._models import (
     SampleConfig,
     SourceConfig,
     TuneConfig,
+    stages_to_run,
 )
 
 __all__ = [
@@ -40,5 +41,6 @@ __all__ = [
     "config_to_yaml",
     "load_config",
     "parse_overrides",
+    "stages_to_run",
     "validate_config",
 ]

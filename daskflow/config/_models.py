@@ -26,6 +26,7 @@ __all__ = [
     "PredictConfig",
     "OutputConfig",
     "STAGES",
+    "stages_to_run",
 ]
 
 #: Stages an experiment can run, in the order the runner runs them.
@@ -37,6 +38,11 @@ ColumnType = Literal["string", "integer", "float", "number", "boolean", "timesta
                      "date", "category", "int32", "int64", "float32", "float64"]
 
 FILTER_OPS = ("=", "==", "!=", "<", "<=", ">", ">=", "in", "not in")
+
+# Stages whose results later stages need, and stages not available yet (with the reason).
+_NEEDS = {"train": ("interactions",), "evaluate": ("interactions",),
+          "predict": ("interactions", "train")}
+_NOT_YET = {"tune": "tuning arrives with the tuning issue; remove 'tune' from experiment.stages"}
 
 PositiveInt = Annotated[int, Field(ge=1)]
 
@@ -216,7 +222,8 @@ class PredictConfig(_Section):
 
     n: PositiveInt = 10
     filter_seen: bool = True
-    uri: str | None = Field(None, description="Where to write; default: <run dir>/predictions/recommendations.parquet.")
+    uri: str | None = Field(None, description="Where to write; default: "
+                            "<run dir>/predictions/recommendations.parquet.")
     storage_options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -248,3 +255,22 @@ class Config(_Section):
         if "tune" in self.experiment.stages and self.tune is None:
             raise ValueError("experiment.stages has 'tune' but there is no tune: section")
         return self
+
+
+def stages_to_run(config: Config) -> list[str]:
+    """The requested stages plus the ones they depend on, in execution order.
+
+    Raises
+    ------
+    ConfigError
+        A requested stage is not available in this version.
+    """
+    from daskflow._errors import ConfigError
+
+    wanted = set(config.experiment.stages)
+    for stage in list(wanted):
+        wanted.update(_NEEDS.get(stage, ()))
+    for stage in sorted(wanted & set(_NOT_YET)):
+        raise ConfigError(f"stage {stage!r} (experiment.stages) is not available in this version: "
+                          f"{_NOT_YET[stage]}")
+    return [s for s in STAGES if s in wanted]

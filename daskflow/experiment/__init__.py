@@ -1,5 +1,5 @@
 """Running experiments described by a config: stages, run directories, metrics."""
 
-from daskflow.experiment._runner import RunResult, run_experiment, stages_to_run
+from daskflow.experiment._runner import RunResult, run_experiment
 
-__all__ = ["RunResult", "run_experiment", "stages_to_run"]
+__all__ = ["RunResult", "run_experiment"]

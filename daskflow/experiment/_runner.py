@@ -18,10 +18,10 @@ from typing import Any
 
 from sklearn.base import clone
 
-from daskflow._errors import ConfigError, DataError, OutputError
+from daskflow._errors import DataError, OutputError
 from daskflow._version import __version__
 from daskflow.cluster import connect, dashboard_link
-from daskflow.config import STAGES, Config, config_to_yaml
+from daskflow.config import Config, config_to_yaml, stages_to_run
 from daskflow.evaluation import evaluate_ranking
 from daskflow.experiment._rundir import new_run_id, write_json
 from daskflow.features import InteractionMatrix, build_interactions, leave_k_out_split, log_kpis
@@ -30,15 +30,9 @@ from daskflow.models import make_model
 from daskflow.prediction import recommend_all
 from daskflow.sample import generate_lake
 
-__all__ = ["run_experiment", "RunResult", "stages_to_run"]
+__all__ = ["run_experiment", "RunResult"]
 
 log = logging.getLogger("daskflow")
-
-# Stages whose results later stages need.
-_NEEDS = {"train": ("interactions",), "evaluate": ("interactions",),
-          "predict": ("interactions", "train")}
-_NOT_YET = {"tune": "tuning arrives with the tuning issue; remove 'tune' from experiment.stages"}
-
 
 @dataclass
 class RunResult:
@@ -57,17 +51,6 @@ class _State:
     metrics: dict[str, Any] = field(default_factory=dict)
     matrix: InteractionMatrix | None = None
     model: Any = None
-
-
-def stages_to_run(config: Config) -> list[str]:
-    """The requested stages plus the ones they depend on, in execution order."""
-    wanted = set(config.experiment.stages)
-    for stage in list(wanted):
-        wanted.update(_NEEDS.get(stage, ()))
-    for stage in wanted & set(_NOT_YET):
-        raise ConfigError(f"stage {stage!r} (experiment.stages) is not available in this version: "
-                          f"{_NOT_YET[stage]}")
-    return [s for s in STAGES if s in wanted]
 
 
 def run_experiment(config: Config) -> RunResult:
@@ -98,11 +81,16 @@ def run_experiment(config: Config) -> RunResult:
         (work_dir / "config.yaml").write_text(config_to_yaml(config))
         handler = logging.FileHandler(work_dir / "run.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.setLevel(logging.INFO)
+        previous_level = log.level
+        if log.getEffectiveLevel() > logging.INFO:  # run.log records INFO whatever the caller set
+            log.setLevel(logging.INFO)
         log.addHandler(handler)
         try:
             metrics = _run_stages(config, stages, run_id, work_dir)
         finally:
             log.removeHandler(handler)
+            log.setLevel(previous_level)
             handler.close()
         write_json(work_dir / "metrics.json", metrics)
     log.info("run published at %s", run_dir)

@@ -74,7 +74,8 @@ def atomic_output(uri: str, storage_options: Mapping[str, Any] | None = None, *,
                               "if it is a result you no longer need")
     parent = path.rsplit("/", 1)[0] if "/" in path else ""
     name = path.rsplit("/", 1)[-1]
-    tmp_path = f"{parent}/.{name}.tmp-{uuid.uuid4().hex[:12]}" if parent else f".{name}.tmp-{uuid.uuid4().hex[:12]}"
+    tmp_name = f".{name}.tmp-{uuid.uuid4().hex[:12]}"
+    tmp_path = f"{parent}/{tmp_name}" if parent else tmp_name
     try:
         fs.makedirs(tmp_path, exist_ok=True)
     except OSError as exc:

@@ -1,18 +1,32 @@
-"""Recommenders and classifiers, and the registry the experiment config names them by."""
+"""Recommenders and classifiers, and the registry the experiment config names them by.
+
+Estimators are imported on first use (PEP 562 ``__getattr__``), so validating a config
+does not pay for importing scikit-learn.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from daskflow.models._base import RecommenderMixin
-from daskflow.models._popularity import PopularityRecommender
+if TYPE_CHECKING:
+    from daskflow.models._base import RecommenderMixin
+    from daskflow.models._popularity import PopularityRecommender
 
-__all__ = ["PopularityRecommender", "RecommenderMixin", "available_models", "make_model"]
+__all__ = ["PopularityRecommender", "RecommenderMixin", "available_models", "make_model", "model_class"]
 
-#: Config name -> estimator class.
-_REGISTRY: dict[str, type] = {
-    "popularity": PopularityRecommender,
+#: Config name -> "module:class" of the estimator.
+_REGISTRY: dict[str, str] = {
+    "popularity": "daskflow.models._popularity:PopularityRecommender",
 }
+_LAZY = {"PopularityRecommender": "daskflow.models._popularity",
+         "RecommenderMixin": "daskflow.models._base"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'daskflow.models' has no attribute {name!r}")
 
 
 def available_models() -> list[str]:
@@ -20,14 +34,22 @@ def available_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def make_model(name: str, params: dict[str, Any] | None = None) -> Any:
-    """Instantiate a registered model; unknown names or parameters raise ``ConfigError``."""
+def model_class(name: str) -> type:
+    """The estimator class registered as ``name``."""
     from daskflow._errors import ConfigError
 
     if name not in _REGISTRY:
         raise ConfigError(f"unknown model {name!r} (model.name): available: "
                           f"{', '.join(available_models())}")
-    cls = _REGISTRY[name]
+    module, _, attribute = _REGISTRY[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def make_model(name: str, params: dict[str, Any] | None = None) -> Any:
+    """Instantiate a registered model; unknown names or parameters raise ``ConfigError``."""
+    from daskflow._errors import ConfigError
+
+    cls = model_class(name)
     params = dict(params or {})
     allowed = cls().get_params(deep=False)
     unknown = sorted(set(params) - set(allowed))

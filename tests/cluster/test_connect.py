@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from daskflow import ClusterError
 from daskflow.cluster import connect, dashboard_link
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from ..conftest import free_port
 
 
 def test_local_cluster_uses_the_settings() -> None:
@@ -54,26 +45,6 @@ def test_unreachable_scheduler_retries_then_fails() -> None:
         with connect("remote", address=address, connect_timeout=0.5):
             pass
     assert time.monotonic() - started < 30
-
-
-@pytest.fixture
-def scheduler(tmp_path: Path) -> Iterator[str]:
-    """A `dask scheduler` and one `dask worker`, started as separate processes on loopback."""
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    dask_cli = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
-    scheduler = subprocess.Popen([*dask_cli, "--host", "127.0.0.1", "--port", str(port),
-                                  "--dashboard-address", ":0"], cwd=tmp_path,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address,
-                               "--nthreads", "1", "--memory-limit", "1GiB", "--no-dashboard"],
-                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        yield address
-    finally:
-        for process in (worker, scheduler):
-            process.terminate()
-            process.wait(timeout=30)
 
 
 @pytest.mark.slow
