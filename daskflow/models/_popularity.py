@@ -8,6 +8,7 @@ import dask
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator
+from sklearn.utils.validation import validate_data
 
 from daskflow._errors import DataError
 from daskflow._kernels import rows_contain
@@ -41,21 +42,30 @@ class PopularityRecommender(RecommenderMixin, BaseEstimator):
     def __init__(self, *, by: str = "users") -> None:
         self.by = by
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.input_tags.positive_only = True  # interaction counts and weights
+        return tags
+
     def fit(self, X: Any, y: None = None, *, client: Any = None) -> PopularityRecommender:
         """Count item popularity from a sparse matrix or an ``InteractionMatrix``."""
         if self.by not in ("users", "weight"):
             raise DataError(f"PopularityRecommender(by={self.by!r}): expected 'users' or 'weight'")
-        if sp.issparse(X):
-            X = sp.csc_matrix(X)
-            popularity = np.diff(X.indptr) if self.by == "users" else np.asarray(X.sum(axis=0)).ravel()
-        elif hasattr(X, "item_blocks"):
+        if hasattr(X, "item_blocks"):  # a blocked InteractionMatrix on the cluster
             counts = [dask.delayed(_block_popularity)(b, self.by) for b in X.item_blocks]
             parts = client.gather(client.compute(counts)) if client is not None else dask.compute(*counts)
             popularity = np.concatenate(parts)
+            self.n_features_in_ = X.n_items
         else:
-            raise DataError(f"PopularityRecommender.fit expects a scipy.sparse matrix or an "
-                            f"InteractionMatrix, got {type(X).__name__}")
-        if popularity.size == 0 or popularity.sum() == 0:
+            X = validate_data(self, X, accept_sparse="csc", dtype=np.float64)
+            if (X.data if sp.issparse(X) else X).min(initial=0) < 0:
+                raise DataError("Negative values in data passed to PopularityRecommender.fit: "
+                                "interactions must be >= 0; clean the matrix first")
+            X = sp.csc_matrix(X)
+            X.eliminate_zeros()
+            popularity = np.diff(X.indptr) if self.by == "users" else np.asarray(X.sum(axis=0)).ravel()
+        if popularity.size == 0 or popularity.sum() == 0:  # nothing was ever played
             raise DataError("cannot fit a popularity model on an empty interaction matrix")
         self.item_popularity_ = popularity.astype(np.float64)
         self.n_items_ = len(popularity)

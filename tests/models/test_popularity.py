@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.base import clone
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from daskflow import ConfigError, DataError
 from daskflow.models import PopularityRecommender, available_models, make_model
@@ -46,8 +47,9 @@ def test_estimator_contract() -> None:
         PopularityRecommender(by="plays").fit(X)
     with pytest.raises(DataError, match="empty interaction matrix"):
         PopularityRecommender().fit(sp.csr_matrix((3, 4)))
-    with pytest.raises(DataError, match="expects a scipy.sparse matrix or an InteractionMatrix, got list"):
-        PopularityRecommender().fit([[1, 0]])
+    with pytest.raises(DataError, match="Negative values in data .* interactions must be >= 0"):
+        PopularityRecommender().fit(sp.csr_matrix([[1.0, -1.0]]))
+    assert PopularityRecommender().fit([[1, 0], [1, 1]]).n_features_in_ == 2  # array-likes work
 
 
 def test_registry() -> None:
@@ -58,3 +60,8 @@ def test_registry() -> None:
         make_model("popularity", {"n_factors": 3})
     with pytest.raises(ConfigError, match="unknown model 'als'"):
         make_model("als")
+
+
+@parametrize_with_checks([PopularityRecommender(), PopularityRecommender(by="weight")])
+def test_scikit_learn_estimator_checks(estimator: object, check: object) -> None:
+    check(estimator)
