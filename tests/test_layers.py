@@ -1,0 +1,56 @@
+"""Import contracts of the layers (STYLE.md rules 3 and 4), checked on the source."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).parents[1] / "daskflow"
+LIBRARY = ("io", "sample", "features", "models", "evaluation", "prediction", "cluster")
+KERNELS = ("_kernels.py", "features/_blocks.py", "evaluation/_kernels.py", "sample/_model.py")
+
+
+def imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("layer", LIBRARY)
+def test_library_layers_never_read_the_config(layer: str) -> None:
+    for path in (PACKAGE / layer).rglob("*.py"):
+        bad = {n for n in imports(path) if n.startswith(("daskflow.config", "daskflow.experiment",
+                                                           "daskflow.cli"))}
+        assert not bad, f"{path.relative_to(PACKAGE)} imports {bad}"
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_kernel_modules_do_not_import_dask(kernel: str) -> None:
+    bad = {n for n in imports(PACKAGE / kernel) if n.split(".")[0] in ("dask", "distributed")}
+    assert not bad, f"{kernel} imports {bad}"
+
+
+def test_only_the_cluster_package_creates_a_client() -> None:
+    for path in PACKAGE.rglob("*.py"):
+        if path.parent.name == "cluster":
+            continue
+        text = path.read_text()
+        assert "Client(" not in text and "LocalCluster(" not in text, path.relative_to(PACKAGE)
+
+
+def test_ruff_is_clean() -> None:
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    if not Path(ruff).exists():
+        pytest.skip("ruff is not installed (pip install -e '.[dev]')")
+    result = subprocess.run([ruff, "check", str(PACKAGE), str(PACKAGE.parent / "tests")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
