@@ -6,9 +6,10 @@ from daskflow._errors import (
     DaskflowError,
     DataError,
     OutputError,
+    ParameterError,
     SchemaError,
 )
 from daskflow._version import __version__
 
 __all__ = ["ClusterError", "ConfigError", "DaskflowError", "DataError", "OutputError",
-           "SchemaError", "__version__"]
+           "ParameterError", "SchemaError", "__version__"]

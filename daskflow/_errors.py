@@ -18,6 +18,7 @@ __all__ = [
     "SchemaError",
     "ClusterError",
     "OutputError",
+    "ParameterError",
 ]
 
 
@@ -43,3 +44,7 @@ class ClusterError(DaskflowError, RuntimeError):
 
 class OutputError(DaskflowError, OSError):
     """A result could not be written or published where it was asked to go."""
+
+
+class ParameterError(DaskflowError, ValueError):
+    """An estimator's hyperparameter is out of range or of the wrong type."""

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import dask
+import numpy as np
 
 from daskflow._errors import DataError
 from daskflow.evaluation._kernels import METRICS, ranking_sums
@@ -56,5 +57,6 @@ def evaluate_ranking(model: Any, train: InteractionMatrix, test: InteractionMatr
 
 def _block_sums(model: Any, train_block: Any, test_block: Any, ks: tuple[int, ...],
                 metrics: tuple[str, ...]) -> dict[str, float]:
-    recommended, _ = model.recommend_block(train_block.csr, max(ks), filter_seen=True)
+    rows = np.arange(train_block.row_offset, train_block.row_offset + train_block.csr.shape[0])
+    recommended, _ = model.recommend_block(train_block.csr, max(ks), filter_seen=True, user_index=rows)
     return ranking_sums(recommended, test_block.csr, ks, metrics)

@@ -1,7 +1,13 @@
-"""Per-block kernels for interaction matrices (pure NumPy/SciPy, no Dask import).
+"""Per-block kernels for interaction matrices (pure NumPy/SciPy/Arrow, no Dask import).
 
 A block is a row-range of a sparse matrix (users x items, or its transpose) as CSR,
 with the time of the last interaction of every stored entry aligned to ``csr.data``.
+
+The kernels are written for throughput on large logs (benchmarks/ingest.py): IDs stay in
+Arrow memory rather than becoming Python strings, entries travel as int32 indices, and
+the one sort per block is an in-place ``np.sort`` of packed keys instead of a stable
+``argsort``. Every shortcut gives exactly the result of the plain version (see the
+comments beside each), so the matrix does not depend on them.
 """
 
 from __future__ import annotations
@@ -10,12 +16,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from daskflow._errors import DataError
 
-__all__ = ["Block", "LocalCodes", "factorize_partition", "merge_uniques", "remap_and_split",
+__all__ = ["Block", "LocalCodes", "IdArray", "factorize_partition", "merge_uniques", "remap_and_cut",
            "assemble_block", "block_to_pieces", "leave_k_out", "Pieces"]
+
+_INT32_MAX = np.iinfo(np.int32).max
 
 
 @dataclass(frozen=True)
@@ -31,20 +41,26 @@ class Block:
         return int(self.csr.nnz)
 
 
+#: Unique IDs: an Arrow array for strings and integers (cheap to hash, sort and ship
+#: between workers), an object ndarray for anything else.
+IdArray = pa.Array | np.ndarray
+
+
 @dataclass(frozen=True)
 class LocalCodes:
     """One partition of the log, factorised locally (before the global ID mapping is known)."""
 
-    users: np.ndarray    # sorted unique user IDs of this partition (object)
-    items: np.ndarray    # sorted unique item IDs of this partition (object)
+    users: IdArray       # unique user IDs of this partition, in order of first appearance
+    items: IdArray       # unique item IDs of this partition, in order of first appearance
     user_code: np.ndarray  # int32 index into ``users`` per row
     item_code: np.ndarray  # int32 index into ``items`` per row
-    weight: np.ndarray     # float32
+    weight: np.ndarray | None  # float32; None when every row weighs 1 (``weight="count"``)
     ts: np.ndarray         # int64 ms
 
 
-#: (rows, cols, weights, ts) of entries destined for one block, rows/cols global.
-Pieces = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+#: (rows, cols, weights, ts) of entries destined for one block, rows/cols global
+#: (integer arrays, int32 where they fit); weights ``None`` means 1 per entry.
+Pieces = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]
 
 
 def factorize_partition(frame: pd.DataFrame, user_col: str, item_col: str, weight: str,
@@ -59,10 +75,12 @@ def factorize_partition(frame: pd.DataFrame, user_col: str, item_col: str, weigh
         if nulls.any():
             raise DataError(f"column {column!r} has {int(nulls.sum())} null IDs in the listens table: "
                             "drop or fill those rows (e.g. with a filter) before building interactions")
-    users, user_code = _sorted_factorize(frame[user_col])
-    items, item_code = _sorted_factorize(frame[item_col])
+    users, user_code = _factorize(frame[user_col])
+    items, item_code = _factorize(frame[item_col])
     if weight == "count":
-        weights = np.ones(len(frame), dtype=np.float32)
+        # Every row counts 1: carrying a column of ones through the pipeline would only
+        # cost memory, transfers and a gather per block.
+        weights = None
     else:
         values = pd.to_numeric(frame[weight], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         bad = ~np.isfinite(values) | (values < 0)
@@ -80,75 +98,168 @@ def factorize_partition(frame: pd.DataFrame, user_col: str, item_col: str, weigh
     return LocalCodes(users, items, user_code, item_code, weights, ts)
 
 
-def _sorted_factorize(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    codes, uniques = pd.factorize(values, sort=True)
-    return np.asarray(uniques, dtype=object), codes.astype(np.int32)
+def _factorize(values: pd.Series) -> tuple[IdArray, np.ndarray]:
+    # Unsorted: the global mapping sorts the union of all partitions' IDs anyway, and
+    # factorising without sorting is about twice as fast on Arrow strings.
+    codes, uniques = pd.factorize(values, sort=False)
+    return _id_array(uniques), codes.astype(np.int32)
 
 
-def merge_uniques(*arrays: np.ndarray) -> np.ndarray:
-    """Sorted union of sorted unique ID arrays (a step of a tree reduction)."""
-    if len(arrays) == 1:
-        return arrays[0]
-    return np.asarray(pd.Index(np.concatenate(arrays)).unique().sort_values(), dtype=object)
+def _id_array(uniques: pd.Index) -> IdArray:
+    """Arrow for strings and integers (zero-copy from Arrow-backed pandas data), else objects."""
+    try:
+        arrow = pa.array(uniques)
+    except (pa.ArrowException, TypeError, ValueError):  # e.g. mixed Python objects
+        return np.asarray(uniques, dtype=object)
+    if pa.types.is_dictionary(arrow.type):  # categorical IDs: their values are the IDs
+        arrow = arrow.dictionary_decode()
+    # Only types whose Arrow order is Python's order: UTF-8 bytes sort like code points.
+    if pa.types.is_string(arrow.type) or pa.types.is_large_string(arrow.type) \
+            or pa.types.is_integer(arrow.type):
+        return arrow
+    return np.asarray(uniques, dtype=object)
 
 
-def remap_and_split(local: LocalCodes, user_ids: pd.Index, item_ids: pd.Index,
-                    user_bounds: np.ndarray, item_bounds: np.ndarray
-                    ) -> tuple[list[Pieces], list[Pieces]]:
-    """Map local codes to global indices; cut the entries by user block and by item block.
+def _as_objects(ids: IdArray) -> np.ndarray:
+    if isinstance(ids, pa.Array):
+        return np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object)
+    return np.asarray(ids, dtype=object)
 
-    Returns pieces for every user block (rows = users) and every item block (rows = items,
-    i.e. the transpose).
+
+def merge_uniques(*arrays: IdArray) -> IdArray:
+    """Sorted union of unique ID arrays (a step of a tree reduction; sorts even one array)."""
+    if all(isinstance(a, pa.Array) for a in arrays) and len({a.type for a in arrays}) == 1:
+        union = pc.unique(pa.chunked_array(arrays))
+        return union.take(pc.array_sort_indices(union))
+    values = np.concatenate([_as_objects(a) for a in arrays])
+    return np.asarray(pd.Index(values).unique().sort_values(), dtype=object)
+
+
+def ids_to_index(ids: IdArray) -> pd.Index:
+    """The merged IDs as the pandas Index an :class:`InteractionMatrix` holds."""
+    return pd.Index(_as_objects(ids))
+
+
+def remap_and_cut(local: LocalCodes, user_ids: IdArray, item_ids: IdArray,
+                  user_bounds: np.ndarray) -> list[Pieces]:
+    """Map local codes to global indices and cut the entries by user block.
+
+    ``user_ids`` and ``item_ids`` are the sorted global IDs from :func:`merge_uniques`.
+    Returns the pieces for every user block, in block order.
     """
-    user_map = user_ids.get_indexer(local.users).astype(np.int64)
-    item_map = item_ids.get_indexer(local.items).astype(np.int64)
+    user_map = _global_positions(local.users, user_ids)
+    item_map = _global_positions(local.items, item_ids)
     rows = user_map[local.user_code]
     cols = item_map[local.item_code]
-    by_user = _cut(rows, cols, local.weight, local.ts, user_bounds)
-    by_item = _cut(cols, rows, local.weight, local.ts, item_bounds)
-    return by_user, by_item
+    return _cut(rows, cols, local.weight, local.ts, user_bounds)
 
 
-def _cut(rows: np.ndarray, cols: np.ndarray, weight: np.ndarray, ts: np.ndarray,
+def _global_positions(local_ids: IdArray, global_ids: IdArray) -> np.ndarray:
+    """Position of every local ID in the sorted global IDs (all are present), int32 if it fits."""
+    dtype = np.int32 if len(global_ids) <= _INT32_MAX else np.int64
+    if isinstance(local_ids, pa.Array) and isinstance(global_ids, pa.Array) \
+            and local_ids.type == global_ids.type:
+        # A hash lookup in Arrow: no Python string is ever created.
+        return pc.index_in(local_ids, value_set=global_ids).to_numpy().astype(dtype, copy=False)
+    positions = pd.Index(_as_objects(global_ids)).get_indexer(_as_objects(local_ids))
+    return positions.astype(dtype)
+
+
+def _cut(rows: np.ndarray, cols: np.ndarray, weight: np.ndarray | None, ts: np.ndarray,
          bounds: np.ndarray) -> list[Pieces]:
-    order = np.argsort(rows, kind="stable")
-    rows, cols, weight, ts = rows[order], cols[order], weight[order], ts[order]
-    edges = np.searchsorted(rows, bounds)
-    return [(rows[a:b], cols[a:b], weight[a:b], ts[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+    """Split entries by the block their row falls in, keeping their order within a block.
+
+    Only the split matters: :func:`assemble_block` sorts each block's entries stably, so
+    the order inside a piece needs no more than to be the original one.
+    """
+    n_blocks = len(bounds) - 1
+    if n_blocks == 1:
+        return [(rows, cols, weight, ts)]
+    block = np.searchsorted(bounds[1:-1], rows, side="right")
+    # Block numbers as int16 make numpy's stable argsort a radix sort, i.e. linear time.
+    block = block.astype(np.int16 if n_blocks <= np.iinfo(np.int16).max else np.int32)
+    order = np.argsort(block, kind="stable")
+    edges = np.zeros(n_blocks + 1, dtype=np.int64)
+    np.cumsum(np.bincount(block, minlength=n_blocks), out=edges[1:])
+    rows, cols, ts = rows[order], cols[order], ts[order]
+    weight = weight[order] if weight is not None else None
+    return [(rows[a:b], cols[a:b], weight[a:b] if weight is not None else None, ts[a:b])
+            for a, b in zip(edges[:-1], edges[1:])]
 
 
 def assemble_block(pieces: list[Pieces], row_start: int, row_stop: int, n_cols: int) -> Block:
-    """Sum duplicate (row, col) entries of all pieces into one CSR block, keeping the latest time."""
+    """Sum duplicate (row, col) entries of all pieces into one CSR block, keeping the latest time.
+
+    Duplicates are summed in float64 in the order of ``pieces`` (then of each piece), and
+    the sum is stored as float32.
+    """
+    n_rows = row_stop - row_start
     if pieces:
-        rows = np.concatenate([p[0] for p in pieces]) - row_start
-        cols = np.concatenate([p[1] for p in pieces])
-        weight = np.concatenate([p[2] for p in pieces])
+        key = np.concatenate([p[0] for p in pieces]).astype(np.int64, copy=False)
+        key -= row_start
+        key *= n_cols
+        key += np.concatenate([p[1] for p in pieces])
+        if all(p[2] is None for p in pieces):
+            weight = None
+        else:
+            weight = np.concatenate([p[2] if p[2] is not None else np.ones(len(p[0]), np.float32)
+                                     for p in pieces])
         ts = np.concatenate([p[3] for p in pieces])
     else:
-        rows = cols = ts = np.zeros(0, dtype=np.int64)
+        key = ts = np.zeros(0, dtype=np.int64)
         weight = np.zeros(0, dtype=np.float32)
-    n_rows = row_stop - row_start
-    key = rows.astype(np.int64) * n_cols + cols
-    order = np.argsort(key, kind="stable")
-    key = key[order]
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
-    summed = np.add.reduceat(weight[order].astype(np.float64), starts).astype(np.float32) \
-        if len(key) else np.zeros(0, np.float32)
-    latest = np.maximum.reduceat(ts[order], starts) if len(key) else np.zeros(0, np.int64)
-    unique_rows = key[starts] // n_cols
-    indices = (key[starts] % n_cols).astype(np.int32)
+    order, key = _stable_sort(key, n_rows * n_cols)
+    n = len(key)
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if n else np.zeros(0, np.int64)
+    if len(starts) == n:
+        # No duplicates (e.g. a transpose): a sum of one float32 in float64 is itself.
+        summed = weight[order] if weight is not None else np.ones(n, np.float32)
+        latest = ts[order]
+    else:
+        if weight is None:  # counts: a float64 sum of k ones is exactly k
+            summed = np.diff(np.r_[starts, n]).astype(np.float32)
+        else:
+            summed = np.add.reduceat(weight[order].astype(np.float64), starts).astype(np.float32)
+        latest = np.maximum.reduceat(ts[order], starts)
+        key = key[starts]
+    del order, ts, weight
+    unique_rows = key // n_cols
+    indices = (key - unique_rows * n_cols).astype(np.int32)
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(np.bincount(unique_rows, minlength=n_rows), out=indptr[1:])
     csr = sp.csr_matrix((summed, indices, indptr), shape=(n_rows, n_cols))
     return Block(csr, latest, row_start)
 
 
+def _stable_sort(key: np.ndarray, key_range: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(order, key[order])`` with ``order = np.argsort(key, kind="stable")``; may reuse ``key``.
+
+    With each entry's position packed into the low bits the keys are all distinct, so
+    any sort gives the stable order; numpy's default sort of int64 is vectorised and
+    in place, several times faster than a stable argsort and without its index array.
+    """
+    n = len(key)
+    position_bits = max(int(n - 1).bit_length(), 1)
+    if n == 0 or int(max(key_range - 1, 0)).bit_length() + position_bits > 63:
+        order = np.argsort(key, kind="stable")  # too wide to pack (not seen in practice)
+        return order, key[order]
+    packed = key
+    packed <<= position_bits
+    packed |= np.arange(n, dtype=np.int64)
+    packed.sort()
+    order = packed & ((1 << position_bits) - 1)
+    packed >>= position_bits
+    return order, packed
+
+
 def block_to_pieces(block: Block, bounds: np.ndarray) -> list[Pieces]:
     """Cut a block's entries by column ranges, as transposed pieces (rows = columns)."""
     coo = block.csr.tocoo()
-    rows = coo.row.astype(np.int64) + block.row_offset
+    n_rows = block.csr.shape[0]
+    dtype = np.int32 if block.row_offset + n_rows <= _INT32_MAX else np.int64
+    rows = coo.row.astype(dtype) + dtype(block.row_offset)
     # tocoo keeps CSR order, so last_ts stays aligned with the entries.
-    return _cut(coo.col.astype(np.int64), rows, coo.data, block.last_ts, bounds)
+    return _cut(coo.col, rows, coo.data, block.last_ts, bounds)
 
 
 def leave_k_out(block: Block, k: int, min_items: int, mode: str, seed: int

@@ -1,11 +1,13 @@
 """The users x items interaction matrix, built out of core from a listens table.
 
 One pass over the log: every partition is factorised locally and kept in compact form
-(int32 codes, float32 weights, int64 times); the sorted unions of the local IDs give the
-global mapping (sorted string order, so it does not depend on partitioning); then every
-partition is remapped and cut by user block and by item block, and each block is assembled
-from its pieces. The result is two lists of CSR row-blocks (users, and the transpose for
-items) persisted on the cluster, the layout ALS consumes.
+(int32 codes, int64 times, float32 weights unless counting); the sorted unions of the
+local IDs give the global mapping (sorted order, so it does not depend on partitioning);
+then every partition is remapped and cut by user block, and each user block is assembled
+from its pieces. Item blocks are the transpose, cut from the user blocks: after the
+duplicates are summed there are fewer entries to move, and each is already final. The
+result is two lists of CSR row-blocks (users, and the transpose for items) persisted on
+the cluster, the layout ALS consumes.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from daskflow.features._blocks import (
     assemble_block,
     block_to_pieces,
     factorize_partition,
+    ids_to_index,
     leave_k_out,
     merge_uniques,
-    remap_and_split,
+    remap_and_cut,
 )
 
 __all__ = ["InteractionMatrix", "build_interactions", "leave_k_out_split", "block_bounds"]
@@ -136,24 +139,26 @@ def build_interactions(listens: dd.DataFrame, *, user_col: str = "user_id",
     local = [dask.delayed(factorize_partition)(p, user_col, item_col, weight, time_col)
              for p in parts]
     local = _persist(local, client)
-    user_ids, item_ids = _compute([_tree(local, "users"), _tree(local, "items")], client)
+    # Kept on the cluster for the remapping, and gathered once for the matrix's mappings.
+    ids = _persist([_tree(local, "users"), _tree(local, "items")], client)
+    user_ids, item_ids = _compute(ids, client)
     if len(user_ids) == 0:
         raise DataError("the listens table has no rows (after filters): nothing to build "
                         "interactions from. Check data.sources filters and the uri")
-    user_index = pd.Index(user_ids)
-    item_index = pd.Index(item_ids)
+    user_index = ids_to_index(user_ids)
+    item_index = ids_to_index(item_ids)
     user_bounds = block_bounds(len(user_index), block_size)
     item_bounds = block_bounds(len(item_index), block_size)
-    user_index_task = dask.delayed(user_index, pure=True)
-    item_index_task = dask.delayed(item_index, pure=True)
-    pieces = [dask.delayed(remap_and_split, nout=2)(part, user_index_task, item_index_task,
-                                                    user_bounds, item_bounds) for part in local]
-    user_blocks = [dask.delayed(_assemble)([p[0] for p in pieces], b, int(lo), int(hi), len(item_index))
+    n_user_blocks = len(user_bounds) - 1
+    # One output per block, so that each block's task fetches only its own pieces.
+    pieces = [dask.delayed(remap_and_cut, nout=n_user_blocks)(part, ids[0], ids[1], user_bounds)
+              for part in local]
+    user_blocks = [dask.delayed(assemble_block)([p[b] for p in pieces], int(lo), int(hi), len(item_index))
                    for b, (lo, hi) in enumerate(zip(user_bounds[:-1], user_bounds[1:]))]
-    item_blocks = [dask.delayed(_assemble)([p[1] for p in pieces], b, int(lo), int(hi), len(user_index))
-                   for b, (lo, hi) in enumerate(zip(item_bounds[:-1], item_bounds[1:]))]
-    blocks = _persist(user_blocks + item_blocks, client)
-    user_blocks, item_blocks = blocks[: len(user_blocks)], blocks[len(user_blocks):]
+    user_blocks = _persist(user_blocks, client)
+    # Drop our references, so the cluster frees the local codes once the blocks hold them.
+    del local, ids, pieces
+    item_blocks = _transpose(user_blocks, item_bounds, len(user_index), client)
     nnz = int(sum(_compute([dask.delayed(_nnz)(b) for b in user_blocks], client)))
     log.info("interactions: %d users x %d items, %d non-zeros in %d + %d blocks", len(user_index),
              len(item_index), nnz, len(user_blocks), len(item_blocks))
@@ -189,16 +194,19 @@ def leave_k_out_split(matrix: InteractionMatrix, *, k: int = 1, min_items: int =
 def _with_user_blocks(matrix: InteractionMatrix, user_blocks: Sequence[Any],
                       client: Any) -> InteractionMatrix:
     """A matrix with new user blocks and item blocks rebuilt as their transpose."""
-    pieces = [dask.delayed(block_to_pieces)(b, matrix.item_bounds) for b in user_blocks]
-    item_blocks = [dask.delayed(_assemble)(pieces, b, int(lo), int(hi), matrix.n_users)
-                   for b, (lo, hi) in enumerate(zip(matrix.item_bounds[:-1], matrix.item_bounds[1:]))]
-    item_blocks = _persist(item_blocks, client)
+    item_blocks = _transpose(user_blocks, matrix.item_bounds, matrix.n_users, client)
     nnz = int(sum(_compute([dask.delayed(_nnz)(b) for b in user_blocks], client)))
     return replace(matrix, nnz=nnz, user_blocks=tuple(user_blocks), item_blocks=tuple(item_blocks))
 
 
-def _assemble(all_pieces: list[list[Any]], index: int, lo: int, hi: int, n_cols: int) -> Block:
-    return assemble_block([pieces[index] for pieces in all_pieces], lo, hi, n_cols)
+def _transpose(user_blocks: Sequence[Any], item_bounds: np.ndarray, n_users: int,
+               client: Any) -> list[Any]:
+    """Persisted item blocks holding the transpose of ``user_blocks``."""
+    n_item_blocks = len(item_bounds) - 1
+    pieces = [dask.delayed(block_to_pieces, nout=n_item_blocks)(b, item_bounds) for b in user_blocks]
+    item_blocks = [dask.delayed(assemble_block)([p[b] for p in pieces], int(lo), int(hi), n_users)
+                   for b, (lo, hi) in enumerate(zip(item_bounds[:-1], item_bounds[1:]))]
+    return _persist(item_blocks, client)
 
 
 def _nnz(block: Block) -> int:
@@ -206,8 +214,11 @@ def _nnz(block: Block) -> int:
 
 
 def _tree(local: list[Any], field: str) -> Any:
-    """Tree-reduce the partition-local sorted ID arrays into one sorted union."""
+    """Tree-reduce the partition-local ID arrays into one sorted union."""
     level = [dask.delayed(getattr)(part, field) for part in local]
+    # At least one merge, even for one partition: local IDs come unsorted.
+    level = [dask.delayed(merge_uniques)(*level[i:i + _TREE_WIDTH])
+             for i in range(0, len(level), _TREE_WIDTH)]
     while len(level) > 1:
         level = [dask.delayed(merge_uniques)(*level[i:i + _TREE_WIDTH])
                  for i in range(0, len(level), _TREE_WIDTH)]

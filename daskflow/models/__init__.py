@@ -10,16 +10,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from daskflow.models._als import ImplicitALS
     from daskflow.models._base import RecommenderMixin
     from daskflow.models._popularity import PopularityRecommender
 
-__all__ = ["PopularityRecommender", "RecommenderMixin", "available_models", "make_model", "model_class"]
+__all__ = ["ImplicitALS", "PopularityRecommender", "RecommenderMixin", "available_models", "make_model", "model_class"]
 
 #: Config name -> "module:class" of the estimator.
 _REGISTRY: dict[str, str] = {
     "popularity": "daskflow.models._popularity:PopularityRecommender",
+    "als": "daskflow.models._als:ImplicitALS",
 }
-_LAZY = {"PopularityRecommender": "daskflow.models._popularity",
+_LAZY = {"ImplicitALS": "daskflow.models._als",
+         "PopularityRecommender": "daskflow.models._popularity",
          "RecommenderMixin": "daskflow.models._base"}
 
 

@@ -35,7 +35,7 @@ class PopularityRecommender(RecommenderMixin, BaseEstimator):
     >>> import scipy.sparse as sp
     >>> X = sp.csr_matrix([[1, 0, 3], [0, 0, 1], [2, 0, 5]])
     >>> model = PopularityRecommender().fit(X)
-    >>> model.recommend(X[1], n=2)[0]
+    >>> model.recommend([1], X[1], n=2)[0]
     array([[0, 1]])
     """
 
@@ -73,8 +73,8 @@ class PopularityRecommender(RecommenderMixin, BaseEstimator):
         self._ranking = np.argsort(-self.item_popularity_, kind="stable")
         return self
 
-    def recommend_block(self, user_items: sp.csr_matrix, n: int, filter_seen: bool = True
-                        ) -> tuple[np.ndarray, np.ndarray]:
+    def recommend_block(self, user_items: sp.csr_matrix, n: int, filter_seen: bool = True,
+                        user_index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         n_rows = user_items.shape[0]
         n = min(n, self.n_items_)
         if not filter_seen:

@@ -35,7 +35,8 @@ _META = pd.DataFrame({"user_id": pd.Series([], dtype="string"), "rank": pd.Serie
 
 def _block_frame(model: Any, block: Any, user_ids: np.ndarray, item_ids: np.ndarray, n: int,
                  filter_seen: bool) -> pd.DataFrame:
-    items, scores = model.recommend_block(block.csr, n, filter_seen=filter_seen)
+    rows = np.arange(block.row_offset, block.row_offset + block.csr.shape[0])
+    items, scores = model.recommend_block(block.csr, n, filter_seen=filter_seen, user_index=rows)
     width = items.shape[1]
     valid = items >= 0
     users = np.repeat(np.arange(items.shape[0]), width).reshape(items.shape)

@@ -1,0 +1,543 @@
+"""Implicit-feedback ALS: in memory with Numba threads, or blocked on a Dask cluster.
+
+Both paths run the same compiled per-row solvers (``_als_kernels``) on the same rows from
+the same initial factors, so for a seed they give the same factors up to float rounding
+(the Gram matrix is summed in a different order). The blocked path keeps the confidence
+blocks persisted on the workers for the whole fit; per half-step it ships the other side's
+factors to each worker once (one concatenated array) and the f x f Gram matrix.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import dask
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from daskflow._errors import DataError
+from daskflow._kernels import top_n
+from daskflow.io import open_filesystem
+from daskflow.models import _als_checkpoint as checkpoint
+from daskflow.models._als_blocks import (
+    gram,
+    initial_factors,
+    solve_block,
+    to_confidence,
+)
+from daskflow.models._als_kernels import balanced_chunks, solve_rows_parallel
+from daskflow.models._base import RecommenderMixin
+from daskflow.models._params import Rule, check_params
+
+__all__ = ["ImplicitALS"]
+
+log = logging.getLogger("daskflow")
+
+_USERS, _ITEMS = 0, 1
+_SCORE_BATCH_BYTES = 64 * 2**20  # score matrices are computed in slices of about this size
+
+
+class ImplicitALS(RecommenderMixin, BaseEstimator):
+    """Implicit-feedback matrix factorisation by alternating least squares.
+
+    Minimises Σ c_ui (p_ui − x_uᵀy_i)² + λ(Σ‖x_u‖² + Σ‖y_i‖²) over all user-item pairs
+    (Hu, Koren & Volinsky 2008), p_ui = 1 where the user played the item.
+
+    Parameters
+    ----------
+    n_factors : int, default 40
+        Latent dimension f.
+    regularization : float, default 0.01
+        λ, applied to both sides.
+    alpha : float, default 1.0
+        Confidence scale.
+    confidence : {"linear", "log"}, default "linear"
+        c = 1 + α·r, or c = 1 + α·log(1 + r/ε). (Spark's convention; `implicit` uses
+        c = α·r.)
+    epsilon : float, default 1.0
+        ε of the log confidence.
+    n_iter : int, default 15
+        Full iterations (a user half-step and an item half-step each).
+    solver : {"cg", "cholesky"}, default "cg"
+        Conjugate gradient warm-started from the previous factors (Takács et al. 2011), or
+        an exact Cholesky solve per row.
+    cg_steps : int, default 3
+        CG steps per row and half-step.
+    dtype : {"float32", "float64"}, default "float32"
+    random_state : int, default 0
+        Seeds the initial factors (drawn identically for in-memory and blocked fits).
+    compute_loss : bool, default True
+        Record the training loss after every iteration (costs ~10% of an iteration).
+    checkpoint_dir : str or None
+        Local path or fsspec URL where factors are checkpointed; ``fit(..., resume=True)``
+        continues from the newest checkpoint there.
+    checkpoint_every : int, default 5
+        Iterations between checkpoints (the last iteration is always checkpointed).
+    storage_options : dict or None
+        fsspec options for ``checkpoint_dir``.
+
+    Attributes
+    ----------
+    user_factors_ : ndarray of shape (n_users, n_factors)
+    item_factors_ : ndarray of shape (n_items, n_factors)
+    loss_curve_ : list of float
+        Training loss per iteration (empty if ``compute_loss=False``).
+    iteration_seconds_ : list of float
+        Wall time of every iteration.
+    n_iter_ : int
+    user_ids_, item_ids_ : pandas.Index or None
+        Original IDs when fitted on an ``InteractionMatrix``.
+
+    Examples
+    --------
+    >>> import scipy.sparse as sp
+    >>> plays = sp.random(100, 40, density=0.1, format="csr", random_state=0) * 10
+    >>> model = ImplicitALS(n_factors=8, n_iter=5).fit(plays)
+    >>> model.user_factors_.shape, len(model.loss_curve_)
+    ((100, 8), 5)
+    """
+
+    _rules = {
+        "n_factors": Rule(int, low=1),
+        "regularization": Rule(float, low=0),
+        "alpha": Rule(float, low=0, low_inclusive=False),
+        "confidence": Rule(options=("linear", "log")),
+        "epsilon": Rule(float, low=0, low_inclusive=False),
+        "n_iter": Rule(int, low=1),
+        "solver": Rule(options=("cg", "cholesky")),
+        "cg_steps": Rule(int, low=1),
+        "dtype": Rule(options=("float32", "float64")),
+        "random_state": Rule(int, low=0),
+        "compute_loss": Rule(options=(True, False)),
+        "checkpoint_every": Rule(int, low=1),
+    }
+
+    def __init__(self, *, n_factors: int = 40, regularization: float = 0.01, alpha: float = 1.0,
+                 confidence: str = "linear", epsilon: float = 1.0, n_iter: int = 15,
+                 solver: str = "cg", cg_steps: int = 3, dtype: str = "float32",
+                 random_state: int = 0, compute_loss: bool = True,
+                 checkpoint_dir: str | None = None, checkpoint_every: int = 5,
+                 storage_options: dict[str, Any] | None = None) -> None:
+        self.n_factors = n_factors
+        self.regularization = regularization
+        self.alpha = alpha
+        self.confidence = confidence
+        self.epsilon = epsilon
+        self.n_iter = n_iter
+        self.solver = solver
+        self.cg_steps = cg_steps
+        self.dtype = dtype
+        self.random_state = random_state
+        self.compute_loss = compute_loss
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
+        self.storage_options = storage_options
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.input_tags.positive_only = True
+        return tags
+
+    # -- fitting ------------------------------------------------------------------------
+
+    def fit(self, X: Any, y: None = None, *, client: Any = None, resume: bool = False) -> ImplicitALS:
+        """Learn user and item factors from play counts.
+
+        Parameters
+        ----------
+        X : scipy.sparse matrix (users x items), array-like, or InteractionMatrix
+            Non-negative play counts or weights. An ``InteractionMatrix`` is fitted block by
+            block on the cluster (or dask's local scheduler when ``client`` is None).
+        resume : bool, default False
+            Continue from the newest checkpoint in ``checkpoint_dir`` (which must match the
+            data's shape and ``n_factors``); starts afresh if there is none.
+        """
+        check_params(self, self._rules)
+        if resume and not self.checkpoint_dir:
+            raise DataError("fit(resume=True) needs checkpoint_dir: set it to where the "
+                            "interrupted fit wrote its checkpoints")
+        if hasattr(X, "user_blocks"):
+            return self._fit_blocked(X, client, resume)
+        X = validate_data(self, X, accept_sparse="csr", dtype=np.float64, reset=True)
+        X = sp.csr_matrix(X)
+        if X.nnz == 0 or not X.data.any():
+            raise DataError("cannot fit ImplicitALS on an empty interaction matrix (no positive "
+                            "entries): check the data and filters")
+        if X.data.min() < 0:
+            raise DataError("Negative values in data passed to ImplicitALS.fit: play counts "
+                            "must be >= 0; clean the matrix first")
+        return self._fit_in_memory(X, resume)
+
+    def _fit_in_memory(self, X: sp.csr_matrix, resume: bool) -> ImplicitALS:
+        dtype = np.dtype(self.dtype)
+        X.eliminate_zeros()
+        users = to_confidence(X, 0, self.confidence, self.alpha, self.epsilon, dtype)
+        items = to_confidence(X.T.tocsr(), 0, self.confidence, self.alpha, self.epsilon, dtype)
+        n_users, n_items = X.shape
+        start, U, V = 0, None, None
+        meta = self._resume_meta(X.shape) if resume else None
+        if meta is not None:
+            start = meta["iteration"]
+            U = checkpoint.load_rows(meta["directory"], "users", meta["user_bounds"], 0, n_users,
+                                     self.storage_options).astype(dtype)
+            V = checkpoint.load_rows(meta["directory"], "items", meta["item_bounds"], 0, n_items,
+                                     self.storage_options).astype(dtype)
+        if U is None:
+            U = initial_factors(0, n_users, self.n_factors, self.random_state, _USERS, dtype)
+            V = initial_factors(0, n_items, self.n_factors, self.random_state, _ITEMS, dtype)
+        threads = max(1, (os.cpu_count() or 1))
+        user_chunks = balanced_chunks(users.indptr, self.n_factors, 16 * threads)
+        item_chunks = balanced_chunks(items.indptr, self.n_factors, 16 * threads)
+        self._start_curves(meta)
+        solver = 0 if self.solver == "cg" else 1
+        for iteration in range(start, self.n_iter):
+            started = time.perf_counter()
+            _, failures_u = solve_rows_parallel(users.indptr, users.indices, users.confidence, U, V,
+                                                self._system(gram(V), dtype), user_chunks, solver,
+                                                self.cg_steps, False)
+            self._check_finite(U, "user", iteration, failures_u)
+            loss, failures_i = solve_rows_parallel(items.indptr, items.indices, items.confidence, V, U,
+                                                   self._system(gram(U), dtype), item_chunks, solver,
+                                                   self.cg_steps, self.compute_loss)
+            self._check_finite(V, "item", iteration, failures_i)
+            if self.compute_loss:  # the item half-step's loss lacks only λ‖U‖²
+                loss += self.regularization * _squared_norm(U)
+            self._end_iteration(iteration, started, loss)
+            if self._checkpoint_due(iteration):
+                directory = checkpoint.iteration_dir(self.checkpoint_dir, iteration + 1)
+                checkpoint.save_block(directory, "users", 0, U, self.storage_options)
+                checkpoint.save_block(directory, "items", 0, V, self.storage_options)
+                self._commit(iteration, X.shape, [0, n_users], [0, n_items])
+        self.user_factors_, self.item_factors_ = U, V
+        self.user_ids_ = self.item_ids_ = None
+        self.n_users_ = n_users
+        return self
+
+    def _fit_blocked(self, matrix: Any, client: Any, resume: bool) -> ImplicitALS:
+        dtype = np.dtype(self.dtype)
+        if matrix.nnz == 0:
+            raise DataError("cannot fit ImplicitALS on an empty interaction matrix: check the data "
+                            "and filters")
+        shape = matrix.shape
+        conf = (self.confidence, self.alpha, self.epsilon, dtype)
+        user_blocks = [dask.delayed(_block_confidence)(b, *conf) for b in matrix.user_blocks]
+        item_blocks = [dask.delayed(_block_confidence)(b, *conf) for b in matrix.item_blocks]
+        ub, ib = matrix.user_bounds, matrix.item_bounds
+        meta = self._resume_meta(shape) if resume else None
+        start = meta["iteration"] if meta else 0
+        if meta is not None:
+            load = (meta["directory"], self.storage_options)
+            U = [dask.delayed(_load_rows)(load[0], "users", meta["user_bounds"], int(lo), int(hi), dtype,
+                                          load[1]) for lo, hi in zip(ub[:-1], ub[1:])]
+            V = [dask.delayed(_load_rows)(load[0], "items", meta["item_bounds"], int(lo), int(hi), dtype,
+                                          load[1]) for lo, hi in zip(ib[:-1], ib[1:])]
+        else:
+            U = [dask.delayed(initial_factors)(int(lo), int(hi), self.n_factors, self.random_state, _USERS,
+                                               dtype) for lo, hi in zip(ub[:-1], ub[1:])]
+            V = [dask.delayed(initial_factors)(int(lo), int(hi), self.n_factors, self.random_state, _ITEMS,
+                                               dtype) for lo, hi in zip(ib[:-1], ib[1:])]
+        # Confidence blocks are computed once and stay on the workers for the whole fit.
+        persisted = _persist(user_blocks + item_blocks + U + V, client)
+        nu, ni = len(user_blocks), len(item_blocks)
+        user_blocks, item_blocks = persisted[:nu], persisted[nu:nu + ni]
+        U, V = persisted[nu + ni:2 * nu + ni], persisted[2 * nu + ni:]
+        self._start_curves(meta)
+        for iteration in range(start, self.n_iter):
+            started = time.perf_counter()
+            U, _, failures_u = self._half_step(user_blocks, U, V, client, compute_loss=False)
+            self._check_finite_blocks(U, client, "user", iteration, failures_u)
+            V, loss, failures_i = self._half_step(item_blocks, V, U, client, self.compute_loss)
+            self._check_finite_blocks(V, client, "item", iteration, failures_i)
+            if self.compute_loss:
+                norms = _compute([dask.delayed(_squared_norm)(u) for u in U], client)
+                loss += self.regularization * float(sum(norms))
+            self._end_iteration(iteration, started, loss)
+            if self._checkpoint_due(iteration):
+                directory = checkpoint.iteration_dir(self.checkpoint_dir, iteration + 1)
+                writes = [dask.delayed(checkpoint.save_block)(directory, "users", b, u, self.storage_options)
+                          for b, u in enumerate(U)]
+                writes += [dask.delayed(checkpoint.save_block)(directory, "items", b, v, self.storage_options)
+                           for b, v in enumerate(V)]
+                _compute(writes, client)
+                self._commit(iteration, shape, ub.tolist(), ib.tolist())
+        self.user_factors_ = np.concatenate(_compute(U, client))
+        self.item_factors_ = np.concatenate(_compute(V, client))
+        self.user_ids_, self.item_ids_ = matrix.user_ids, matrix.item_ids
+        self.n_features_in_ = shape[1]
+        self.n_users_ = shape[0]
+        return self
+
+    def _half_step(self, blocks: list[Any], factors: list[Any], other: list[Any], client: Any,
+                   compute_loss: bool) -> tuple[list[Any], float, int]:
+        """Solve one side's blocks given the other side; returns (new blocks, loss, failures)."""
+        # One concatenated array of the other side per half-step: each worker fetches it once.
+        other_all = dask.delayed(np.concatenate)(other)
+        other_gram = _tree_sum([dask.delayed(gram)(o) for o in other])
+        results = [dask.delayed(solve_block, nout=3)(block, mine, other_all, other_gram,
+                                                     self.regularization, self.solver, self.cg_steps,
+                                                     compute_loss)
+                   for block, mine in zip(blocks, factors)]
+        new = _persist([r[0] for r in results], client)
+        stats = _compute([dask.delayed(_stats)(r[1], r[2]) for r in results], client)
+        return new, float(sum(s[0] for s in stats)), int(sum(s[1] for s in stats))
+
+    # -- bookkeeping shared by both paths -------------------------------------------------
+
+    def _system(self, other_gram: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        return (other_gram + self.regularization * np.eye(other_gram.shape[0])).astype(dtype)
+
+    def _start_curves(self, meta: dict[str, Any] | None) -> None:
+        self.loss_curve_ = list(meta["loss_curve"]) if meta else []
+        self.iteration_seconds_ = list(meta["iteration_seconds"]) if meta else []
+        self.n_iter_ = meta["iteration"] if meta else 0
+
+    def _end_iteration(self, iteration: int, started: float, loss: float) -> None:
+        self.iteration_seconds_.append(time.perf_counter() - started)
+        if self.compute_loss:
+            self.loss_curve_.append(float(loss))
+        self.n_iter_ = iteration + 1
+        log.info("ALS iteration %d/%d: %.2fs%s", iteration + 1, self.n_iter, self.iteration_seconds_[-1],
+                 f", loss {loss:.6g}" if self.compute_loss else "")
+
+    def _check_finite(self, factors: np.ndarray, side: str, iteration: int, failures: int) -> None:
+        if failures or not np.isfinite(factors).all():
+            raise DataError(_NON_FINITE.format(side=side, iteration=iteration + 1,
+                                               regularization=self.regularization, alpha=self.alpha))
+
+    def _check_finite_blocks(self, blocks: list[Any], client: Any, side: str, iteration: int,
+                             failures: int) -> None:
+        finite = _compute([dask.delayed(_all_finite)(b) for b in blocks], client)
+        if failures or not all(finite):
+            raise DataError(_NON_FINITE.format(side=side, iteration=iteration + 1,
+                                               regularization=self.regularization, alpha=self.alpha))
+
+    def _checkpoint_due(self, iteration: int) -> bool:
+        done = iteration + 1
+        return bool(self.checkpoint_dir) and (done % self.checkpoint_every == 0 or done == self.n_iter)
+
+    def _fingerprint(self, shape: tuple[int, int]) -> dict[str, Any]:
+        return {"shape": list(shape), "n_factors": self.n_factors, "dtype": self.dtype,
+                "solver": self.solver, "random_state": self.random_state}
+
+    def _commit(self, iteration: int, shape: tuple[int, int], user_bounds: list[int],
+                item_bounds: list[int]) -> None:
+        meta = {**self._fingerprint(shape), "user_bounds": [int(b) for b in user_bounds],
+                "item_bounds": [int(b) for b in item_bounds], "loss_curve": self.loss_curve_,
+                "iteration_seconds": self.iteration_seconds_}
+        checkpoint.commit(self.checkpoint_dir, iteration + 1, meta, self.storage_options)
+        log.info("ALS checkpoint after iteration %d in %s", iteration + 1, self.checkpoint_dir)
+
+    def _resume_meta(self, shape: tuple[int, int]) -> dict[str, Any] | None:
+        meta = checkpoint.read_latest(self.checkpoint_dir, self.storage_options)
+        if meta is None:
+            log.info("no checkpoint in %s: starting afresh", self.checkpoint_dir)
+            return None
+        expected = self._fingerprint(shape)
+        found = {key: meta.get(key) for key in expected}
+        if found != expected:
+            raise DataError(f"checkpoint in {self.checkpoint_dir!r} is for another fit ({found}) than "
+                            f"this one ({expected}): use a fresh checkpoint_dir or matching parameters")
+        log.info("resuming ALS from iteration %d (%s)", meta["iteration"], meta["directory"])
+        return meta
+
+    # -- using the factors ----------------------------------------------------------------
+
+    def recommend_block(self, user_items: sp.csr_matrix, n: int, filter_seen: bool = True,
+                        user_index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if user_index is None:
+            user_index = np.arange(user_items.shape[0])
+        factors = self.user_factors_[user_index]
+        items = self.item_factors_
+        batch = max(1, _SCORE_BATCH_BYTES // (4 * max(1, items.shape[0])))
+        out_items, out_scores = [], []
+        for lo in range(0, len(user_index), batch):
+            scores = factors[lo:lo + batch] @ items.T
+            seen = user_items[lo:lo + batch] if filter_seen else None
+            top_items, top_scores = top_n(scores, n, seen)
+            out_items.append(top_items)
+            out_scores.append(top_scores)
+        if not out_items:
+            return np.zeros((0, n), dtype=np.int64), np.zeros((0, n))
+        return np.concatenate(out_items), np.concatenate(out_scores)
+
+    def similar_items(self, item_index: Any, n: int = 10, method: str = "exact",
+                      n_trees: int = 50) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` items most similar to each given item (cosine of item factors).
+
+        Parameters
+        ----------
+        item_index : int or array of int
+            Item indices (rows of ``item_factors_``).
+        method : {"exact", "annoy"}
+            Exact cosine over all items, or an approximate Annoy index (Spotify's ANN
+            library, ``pip install 'daskflow[ann]'``) built on first use and cached.
+
+        Returns
+        -------
+        items, scores : ndarrays of shape (n_queries, n)
+            The query item itself is left out.
+        """
+        check_is_fitted(self)
+        query = np.atleast_1d(np.asarray(item_index, dtype=np.int64))
+        if query.size and (query.min() < 0 or query.max() >= self.item_factors_.shape[0]):
+            raise DataError(f"item index out of range: expected 0 <= index < {self.item_factors_.shape[0]}")
+        if method == "annoy":
+            return self._similar_annoy(query, n, n_trees)
+        if method != "exact":
+            raise DataError(f"unknown similar_items method {method!r}: expected 'exact' or 'annoy'")
+        normed = self.item_factors_ / np.maximum(np.linalg.norm(self.item_factors_, axis=1), 1e-12)[:, None]
+        scores = normed[query] @ normed.T
+        scores[np.arange(len(query)), query] = -np.inf  # never the item itself
+        return top_n(scores, n)
+
+    def _similar_annoy(self, query: np.ndarray, n: int, n_trees: int) -> tuple[np.ndarray, np.ndarray]:
+        index = getattr(self, "_annoy", None)
+        if index is None or getattr(self, "_annoy_trees", None) != n_trees:
+            try:
+                from annoy import AnnoyIndex
+            except ImportError as exc:
+                raise DataError("similar_items(method='annoy') needs the annoy package: "
+                                "pip install 'daskflow[ann]'") from exc
+            index = AnnoyIndex(self.item_factors_.shape[1], "angular")
+            for i, vector in enumerate(self.item_factors_):
+                index.add_item(i, vector.tolist())
+            index.set_seed(self.random_state)
+            index.build(n_trees, n_jobs=1)
+            self._annoy, self._annoy_trees = index, n_trees
+        items = np.full((len(query), n), -1, dtype=np.int64)
+        scores = np.full((len(query), n), -np.inf)
+        for row, item in enumerate(query):
+            found, distances = index.get_nns_by_item(int(item), n + 1, include_distances=True)
+            pairs = [(f, d) for f, d in zip(found, distances) if f != item][:n]
+            for col, (f, d) in enumerate(pairs):
+                items[row, col] = f
+                scores[row, col] = 1.0 - d * d / 2.0  # angular distance -> cosine
+        return items, scores
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Fold new users in: their factors given the item factors, without retraining.
+
+        Each row of ``X`` (new users x the fitted items) is solved exactly (Cholesky) with
+        the item factors held fixed, as one user half-step would.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse="csr", dtype=np.float64, reset=False)
+        X = sp.csr_matrix(X)
+        if X.nnz and X.data.min() < 0:
+            raise DataError("Negative values in data passed to ImplicitALS.transform: play counts "
+                            "must be >= 0")
+        dtype = np.dtype(self.dtype)
+        block = to_confidence(X, 0, self.confidence, self.alpha, self.epsilon, dtype)
+        start = np.zeros((X.shape[0], self.n_factors), dtype=dtype)
+        factors, _, _ = solve_block(block, start, self.item_factors_, gram(self.item_factors_),
+                                    self.regularization, "cholesky", self.cg_steps, False)
+        return factors
+
+    # -- persistence ------------------------------------------------------------------------
+
+    def save(self, path: str, storage_options: dict[str, Any] | None = None) -> None:
+        """Save parameters and factors as one ``.npz`` file (any fsspec URL)."""
+        check_is_fitted(self)
+        fs, target = open_filesystem(path, storage_options)
+        buffer = io.BytesIO()
+        ids = {}
+        if self.user_ids_ is not None:
+            ids = {"user_ids": np.asarray(self.user_ids_, dtype=str),
+                   "item_ids": np.asarray(self.item_ids_, dtype=str)}
+        state = {"params": self.get_params(), "loss_curve": self.loss_curve_,
+                 "iteration_seconds": self.iteration_seconds_, "n_iter": self.n_iter_}
+        np.savez(buffer, user_factors=self.user_factors_, item_factors=self.item_factors_,
+                 state=np.array(json.dumps(state)), **ids)
+        with fs.open(target, "wb") as handle:
+            handle.write(buffer.getvalue())
+
+    @classmethod
+    def load(cls, path: str, storage_options: dict[str, Any] | None = None) -> ImplicitALS:
+        """Load a model written by :meth:`save`."""
+        import pandas as pd
+
+        fs, target = open_filesystem(path, storage_options)
+        try:
+            with fs.open(target, "rb") as handle:
+                data = np.load(io.BytesIO(handle.read()), allow_pickle=False)
+                state = json.loads(str(data["state"]))
+                model = cls(**state["params"])
+                model.user_factors_ = data["user_factors"]
+                model.item_factors_ = data["item_factors"]
+                has_ids = "user_ids" in data.files
+                model.user_ids_ = pd.Index(data["user_ids"]) if has_ids else None
+                model.item_ids_ = pd.Index(data["item_ids"]) if has_ids else None
+        except FileNotFoundError:
+            raise DataError(f"no saved model at {path!r}") from None
+        except (KeyError, ValueError, OSError) as exc:
+            raise DataError(f"{path!r} is not a model saved by ImplicitALS.save ({exc})") from exc
+        model.loss_curve_ = state["loss_curve"]
+        model.iteration_seconds_ = state["iteration_seconds"]
+        model.n_iter_ = state["n_iter"]
+        model.n_users_, model.n_features_in_ = model.user_factors_.shape[0], model.item_factors_.shape[0]
+        return model
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_annoy", None)  # a C++ index, rebuilt on demand
+        state.pop("_annoy_trees", None)
+        return state
+
+
+_NON_FINITE = ("ALS produced non-finite {side} factors at iteration {iteration}: the problem is "
+               "ill-conditioned (regularization={regularization}, alpha={alpha}). Increase "
+               "regularization or lower alpha (or use confidence='log' for very large counts)")
+
+
+# -- Dask helpers (tasks are module-level functions so they pickle by reference) -------------
+
+
+def _block_confidence(block: Any, kind: str, alpha: float, epsilon: float, dtype: np.dtype) -> Any:
+    return to_confidence(block.csr, block.row_offset, kind, alpha, epsilon, dtype)
+
+
+def _load_rows(directory: str, side: str, bounds: list[int], lo: int, hi: int, dtype: np.dtype,
+               storage_options: dict[str, Any] | None) -> np.ndarray:
+    return checkpoint.load_rows(directory, side, bounds, lo, hi, storage_options).astype(dtype)
+
+
+def _stats(loss: float, failures: int) -> tuple[float, int]:
+    return loss, failures
+
+
+def _squared_norm(factors: np.ndarray) -> float:
+    return float(np.sum(factors.astype(np.float64) ** 2))
+
+
+def _all_finite(factors: np.ndarray) -> bool:
+    return bool(np.isfinite(factors).all())
+
+
+def _add(*arrays: np.ndarray) -> np.ndarray:
+    return np.sum(arrays, axis=0)
+
+
+def _tree_sum(parts: list[Any], width: int = 8) -> Any:
+    while len(parts) > 1:
+        parts = [dask.delayed(_add)(*parts[i:i + width]) for i in range(0, len(parts), width)]
+    return parts[0]
+
+
+def _persist(tasks: list[Any], client: Any) -> list[Any]:
+    if client is not None:
+        return list(client.persist(tasks))
+    return list(dask.persist(*tasks))
+
+
+def _compute(tasks: list[Any], client: Any) -> list[Any]:
+    if client is not None:
+        return list(client.gather(client.compute(tasks)))
+    return list(dask.compute(*tasks))

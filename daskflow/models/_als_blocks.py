@@ -1,0 +1,80 @@
+"""Per-block steps of blocked ALS: pure NumPy/Numba functions the Dask layer maps over blocks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from daskflow.models._als_kernels import confidence_from_counts, solve_rows
+
+__all__ = ["ConfidenceBlock", "to_confidence", "initial_factors", "gram", "solve_block",
+           "SOLVERS", "INIT_CHUNK"]
+
+#: Solver name -> code understood by the kernels.
+SOLVERS = {"cg": 0, "cholesky": 1}
+#: Initial factors are drawn in fixed chunks of rows, so they do not depend on blocking.
+INIT_CHUNK = 65_536
+
+
+@dataclass(frozen=True)
+class ConfidenceBlock:
+    """Rows ``row_offset ..`` of the matrix as CSR arrays with confidences c >= 1."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    confidence: np.ndarray
+    row_offset: int
+    n_cols: int
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.indptr) - 1
+
+
+def to_confidence(csr: sp.csr_matrix, row_offset: int, kind: str, alpha: float, epsilon: float,
+                  dtype: np.dtype) -> ConfidenceBlock:
+    """Turn a block of play counts into confidences, once per fit."""
+    csr = sp.csr_matrix(csr)
+    csr.sort_indices()
+    confidence = confidence_from_counts(csr.data, kind, alpha, epsilon, dtype)
+    return ConfidenceBlock(csr.indptr.astype(np.int64), csr.indices.astype(np.int32), confidence,
+                           row_offset, csr.shape[1])
+
+
+def initial_factors(lo: int, hi: int, n_factors: int, seed: int, side: int,
+                    dtype: np.dtype) -> np.ndarray:
+    """Initial factors of rows ``lo:hi``, identical however the rows are blocked.
+
+    Rows are drawn in fixed chunks of :data:`INIT_CHUNK` from generators seeded by
+    (seed, side, chunk), so the in-memory and blocked fits start from the same point.
+    """
+    out = np.empty((hi - lo, n_factors), dtype=dtype)
+    for chunk in range(lo // INIT_CHUNK, -(-hi // INIT_CHUNK)):
+        start = chunk * INIT_CHUNK
+        rng = np.random.default_rng([seed, side, chunk])
+        values = rng.standard_normal((INIT_CHUNK, n_factors)) * 0.01
+        a, b = max(lo, start), min(hi, start + INIT_CHUNK)
+        out[a - lo:b - lo] = values[a - start:b - start]
+    return out
+
+
+def gram(factors: np.ndarray) -> np.ndarray:
+    """YᵀY of one block of factors, in float64 (summed over blocks by a tree reduction)."""
+    factors = factors.astype(np.float64, copy=False)
+    return factors.T @ factors
+
+
+def solve_block(block: ConfidenceBlock, factors: np.ndarray, other: np.ndarray,
+                other_gram: np.ndarray, regularization: float, solver: str, cg_steps: int,
+                compute_loss: bool) -> tuple[np.ndarray, float, int]:
+    """New factors of one block's rows given the other side; returns (factors, loss, failures).
+
+    ``factors`` is not modified (Dask may hold it for another task); the solve works on a copy.
+    """
+    updated = np.array(factors, copy=True)
+    system = (other_gram + regularization * np.eye(other_gram.shape[0])).astype(updated.dtype)
+    loss, failures = solve_rows(block.indptr, block.indices, block.confidence, updated, other,
+                                system, 0, block.n_rows, SOLVERS[solver], cg_steps, compute_loss)
+    return updated, float(loss), int(failures)
