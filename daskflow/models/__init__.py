@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from daskflow.models._base import RecommenderMixin
     from daskflow.models._popularity import PopularityRecommender
 
-__all__ = ["ImplicitALS", "PopularityRecommender", "RecommenderMixin", "available_models", "make_model", "model_class"]
+__all__ = ["ImplicitALS", "PopularityRecommender", "RecommenderMixin", "available_models",
+           "make_model", "model_class"]
 
 #: Config name -> "module:class" of the estimator.
 _REGISTRY: dict[str, str] = {

@@ -19,7 +19,7 @@ from typing import Any
 import dask
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from daskflow._errors import DataError
@@ -44,7 +44,7 @@ _USERS, _ITEMS = 0, 1
 _SCORE_BATCH_BYTES = 64 * 2**20  # score matrices are computed in slices of about this size
 
 
-class ImplicitALS(RecommenderMixin, BaseEstimator):
+class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
     """Implicit-feedback matrix factorisation by alternating least squares.
 
     Minimises Σ c_ui (p_ui − x_uᵀy_i)² + λ(Σ‖x_u‖² + Σ‖y_i‖²) over all user-item pairs
@@ -144,6 +144,8 @@ class ImplicitALS(RecommenderMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         tags.input_tags.positive_only = True
+        # transform returns factors of the ``dtype`` parameter, whatever the input's dtype.
+        tags.transformer_tags.preserves_dtype = []
         return tags
 
     # -- fitting ------------------------------------------------------------------------

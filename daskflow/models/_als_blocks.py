@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from daskflow._errors import DataError
 from daskflow.models._als_kernels import confidence_from_counts, solve_rows
 
 __all__ = ["ConfidenceBlock", "to_confidence", "initial_factors", "gram", "solve_block",
@@ -38,7 +39,10 @@ def to_confidence(csr: sp.csr_matrix, row_offset: int, kind: str, alpha: float, 
     """Turn a block of play counts into confidences, once per fit."""
     csr = sp.csr_matrix(csr)
     csr.sort_indices()
-    confidence = confidence_from_counts(csr.data, kind, alpha, epsilon, dtype)
+    try:
+        confidence = confidence_from_counts(csr.data, kind, alpha, epsilon, dtype)
+    except OverflowError as exc:
+        raise DataError(f"{exc}: lower alpha, use confidence='log', or dtype='float64'") from exc
     return ConfidenceBlock(csr.indptr.astype(np.int64), csr.indices.astype(np.int32), confidence,
                            row_offset, csr.shape[1])
 

@@ -29,10 +29,13 @@ _TINY = 1e-20  # squared residual below which CG has converged (float32 factors)
 # float literal is float64 in Numba and would promote every product, halving vector width.
 # With float64 factors the arithmetic is simply promoted to float64.
 _ZERO = np.float32(0.0)
+# Reassociation lets Numba vectorise the reductions; no-NaN/no-Inf assumptions are left out so
+# that overflow is detected (and reported) instead of silently skipping updates.
+_FASTMATH = {"reassoc", "contract", "arcp", "nsz", "afn"}
 _ONE = np.float32(1.0)
 
 
-@njit(nogil=True, fastmath=True, cache=True)
+@njit(nogil=True, fastmath=_FASTMATH, cache=True)
 def _cg_row(indices, confidence, start, stop, x, Y, gram, cg_steps, r, p, Ap):
     f = x.shape[0]
     # r = b − A x = Σ_i (c_i − (c_i − 1) y_i·x) y_i − (YᵀY + λI) x
@@ -54,8 +57,10 @@ def _cg_row(indices, confidence, start, stop, x, Y, gram, cg_steps, r, p, Ap):
     for a in range(f):
         p[a] = r[a]
         rs_old += r[a] * r[a]
+    if not np.isfinite(rs_old):
+        return False
     if rs_old < _TINY:
-        return
+        return True
     for _ in range(cg_steps):
         # Ap = (YᵀY + λI) p + Σ_i (c_i − 1)(y_i·p) y_i
         for a in range(f):
@@ -74,8 +79,10 @@ def _cg_row(indices, confidence, start, stop, x, Y, gram, cg_steps, r, p, Ap):
         pAp = _ZERO
         for a in range(f):
             pAp += p[a] * Ap[a]
+        if not np.isfinite(pAp):
+            return False
         if pAp <= _ZERO:
-            return
+            return True
         alpha = rs_old / pAp
         rs_new = _ZERO
         for a in range(f):
@@ -83,14 +90,15 @@ def _cg_row(indices, confidence, start, stop, x, Y, gram, cg_steps, r, p, Ap):
             r[a] -= alpha * Ap[a]
             rs_new += r[a] * r[a]
         if rs_new < _TINY:
-            return
+            return True
         beta = rs_new / rs_old
         for a in range(f):
             p[a] = r[a] + beta * p[a]
         rs_old = rs_new
+    return True
 
 
-@njit(nogil=True, fastmath=True, cache=True)
+@njit(nogil=True, fastmath=_FASTMATH, cache=True)
 def _cholesky_row(indices, confidence, start, stop, x, Y, gram, A, b):
     f = x.shape[0]
     for a in range(f):
@@ -133,7 +141,7 @@ def _cholesky_row(indices, confidence, start, stop, x, Y, gram, A, b):
     return True
 
 
-@njit(nogil=True, fastmath=True, cache=True)
+@njit(nogil=True, fastmath=_FASTMATH, cache=True)
 def _row_loss(indices, confidence, start, stop, x, Y, gram):
     # Σ_i c_ui (p_ui − x·y_i)² + λ‖x‖² over all items i, with p = 1 on observed entries:
     # xᵀ(YᵀY + λI)x counts every item as unobserved (c = 1, p = 0); observed ones are corrected.
@@ -153,13 +161,13 @@ def _row_loss(indices, confidence, start, stop, x, Y, gram):
     return loss
 
 
-@njit(nogil=True, fastmath=True, cache=True)
+@njit(nogil=True, fastmath=_FASTMATH, cache=True)
 def solve_rows(indptr, indices, confidence, X, Y, gram, lo, hi, solver, cg_steps, compute_loss):
     """Update rows ``lo:hi`` of ``X`` in place; return (training loss of those rows, failures).
 
     ``solver`` is 0 for CG, 1 for Cholesky. ``gram`` is ``YᵀY + λI``. Rows with no
-    entries converge to zero factors. ``failures`` counts rows whose Cholesky system was
-    not positive definite (left unchanged).
+    entries converge to zero factors. ``failures`` counts rows whose system overflowed or
+    (Cholesky) was not positive definite.
     """
     f = X.shape[1]
     r = np.empty(f, dtype=X.dtype)
@@ -174,9 +182,10 @@ def solve_rows(indptr, indices, confidence, X, Y, gram, lo, hi, solver, cg_steps
         start, stop = indptr[u], indptr[u + 1]
         x = X[u]
         if solver == 0:
-            _cg_row(indices, confidence, start, stop, x, Y, gram, cg_steps, r, p, Ap)
-        elif not _cholesky_row(indices, confidence, start, stop, x, Y, gram, A, b):
-            failures += 1
+            solved = _cg_row(indices, confidence, start, stop, x, Y, gram, cg_steps, r, p, Ap)
+        else:
+            solved = _cholesky_row(indices, confidence, start, stop, x, Y, gram, A, b)
+        failures += not solved
         if compute_loss:
             loss += _row_loss(indices, confidence, start, stop, x, Y, gram)
     return loss, failures
@@ -217,4 +226,9 @@ def confidence_from_counts(values: np.ndarray, kind: str, alpha: float, epsilon:
         confidence = 1.0 + alpha * values
     else:
         confidence = 1.0 + alpha * np.log1p(values / epsilon)
-    return confidence.astype(dtype)
+    with np.errstate(over="ignore"):
+        confidence = confidence.astype(dtype)
+    if not np.isfinite(confidence).all():
+        raise OverflowError(f"confidences overflow {np.dtype(dtype).name} (largest "
+                            f"1 + alpha*r = {float(np.max(1.0 + alpha * values)):.3g})")
+    return confidence

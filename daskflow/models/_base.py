@@ -66,7 +66,7 @@ class RecommenderMixin:
         elif known is not None:
             index = known.get_indexer(users)
             if (index < 0).any():
-                raise DataError(f"unknown user ID(s) {list(users[index < 0][:5])}: not in the "
+                raise DataError(f"unknown user ID(s) {[str(u) for u in users[index < 0][:5]]}: not in the "
                                 "training data (fold new users in with transform)")
         else:
             raise DataError("users must be row indices: this model was not fitted on an "
