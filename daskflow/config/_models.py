@@ -206,6 +206,18 @@ class EvaluateConfig(_Section):
     k: tuple[PositiveInt, ...] = (5, 10)
     metrics: tuple[Literal["precision", "recall", "map", "ndcg"], ...] = (
         "precision", "recall", "map", "ndcg")
+    baselines: tuple[str, ...] = Field((), description="Models (default parameters) evaluated on "
+                                       "the same splits beside model.name, e.g. [popularity].")
+
+    @field_validator("baselines")
+    @classmethod
+    def _known_baselines(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        from daskflow.models import available_models
+
+        unknown = [n for n in names if n not in available_models()]
+        if unknown:
+            raise ValueError(f"unknown model(s) {unknown}; available: {', '.join(available_models())}")
+        return names
 
 
 class TuneConfig(_Section):

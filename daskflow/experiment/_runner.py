@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sklearn.base import clone
-
 from daskflow._errors import DataError, OutputError
 from daskflow._version import __version__
 from daskflow.cluster import connect, dashboard_link
@@ -181,27 +179,33 @@ def _stage_interactions(config: Config, state: _State) -> None:
 def _stage_train(config: Config, state: _State) -> None:
     model = make_model(config.model.name, config.model.params)
     state.model = model.fit(state.matrix, client=state.client)
-    state.metrics["model"] = {"name": config.model.name, "params": model.get_params()}
+    summary: dict[str, Any] = {"name": config.model.name, "params": model.get_params()}
+    for curve in ("loss_curve_", "iteration_seconds_"):
+        if hasattr(model, curve):
+            summary[curve.rstrip("_")] = [round(float(v), 6) for v in getattr(model, curve)]
+    state.metrics["model"] = summary
 
 
 def _stage_evaluate(config: Config, state: _State) -> None:
     spec = config.evaluate
     assert state.matrix is not None
-    results: dict[str, Any] = {}
+    models = {config.model.name: config.model.params,
+              **{name: {} for name in spec.baselines if name != config.model.name}}
+    results: dict[str, dict[str, Any]] = {name: {} for name in models}
     for split in spec.splits:
         train, test = leave_k_out_split(state.matrix, k=spec.holdout, min_items=spec.min_user_items,
                                         mode=split, seed=config.experiment.seed, client=state.client)
         if test.nnz == 0:
             raise DataError(f"the {split} split held out nothing: no user has "
                             f"{spec.min_user_items}+ distinct items. Lower evaluate.min_user_items")
-        model = clone(make_model(config.model.name, config.model.params))
-        model.fit(train, client=state.client)
-        scores = evaluate_ranking(model, train, test, k=spec.k, metrics=spec.metrics,
-                                  client=state.client)
-        results[split] = {"holdout": spec.holdout, "test_nnz": test.nnz, **scores}
-        log.info("%s split: %s", split, ", ".join(f"{k}={v:.4f}" for k, v in scores.items()
-                                                 if k != "n_users"))
-    state.metrics["evaluation"] = {config.model.name: results}
+        for name, params in models.items():
+            model = make_model(name, params).fit(train, client=state.client)
+            scores = evaluate_ranking(model, train, test, k=spec.k, metrics=spec.metrics,
+                                      client=state.client)
+            results[name][split] = {"holdout": spec.holdout, "test_nnz": test.nnz, **scores}
+            log.info("%s, %s split: %s", name, split, ", ".join(
+                f"{k}={v:.4f}" for k, v in scores.items() if k != "n_users"))
+    state.metrics["evaluation"] = results
 
 
 def _stage_predict(config: Config, state: _State) -> None:

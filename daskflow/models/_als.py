@@ -254,13 +254,12 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
         self._start_curves(meta)
         for iteration in range(start, self.n_iter):
             started = time.perf_counter()
-            U, _, failures_u = self._half_step(user_blocks, U, V, client, compute_loss=False)
-            self._check_finite_blocks(U, client, "user", iteration, failures_u)
-            V, loss, failures_i = self._half_step(item_blocks, V, U, client, self.compute_loss)
-            self._check_finite_blocks(V, client, "item", iteration, failures_i)
-            if self.compute_loss:
-                norms = _compute([dask.delayed(_squared_norm)(u) for u in U], client)
-                loss += self.regularization * float(sum(norms))
+            U, user_stats = self._half_step(user_blocks, U, V, client, compute_loss=False)
+            self._check_stats(user_stats, "user", iteration)
+            V, item_stats = self._half_step(item_blocks, V, U, client, self.compute_loss)
+            self._check_stats(item_stats, "item", iteration)
+            # The item half-step's loss lacks only λ‖U‖² (its system holds λ‖v‖²).
+            loss = item_stats["loss"] + self.regularization * user_stats["squared_norm"]
             self._end_iteration(iteration, started, loss)
             if self._checkpoint_due(iteration):
                 directory = checkpoint.iteration_dir(self.checkpoint_dir, iteration + 1)
@@ -278,18 +277,24 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
         return self
 
     def _half_step(self, blocks: list[Any], factors: list[Any], other: list[Any], client: Any,
-                   compute_loss: bool) -> tuple[list[Any], float, int]:
-        """Solve one side's blocks given the other side; returns (new blocks, loss, failures)."""
+                   compute_loss: bool) -> tuple[list[Any], dict[str, float]]:
+        """Solve one side's blocks given the other side; returns (new blocks, summed stats).
+
+        One round trip: the new blocks and their stats are persisted together and only the
+        few stats numbers travel back.
+        """
         # One concatenated array of the other side per half-step: each worker fetches it once.
         other_all = dask.delayed(np.concatenate)(other)
         other_gram = _tree_sum([dask.delayed(gram)(o) for o in other])
-        results = [dask.delayed(solve_block, nout=3)(block, mine, other_all, other_gram,
+        results = [dask.delayed(solve_block, nout=2)(block, mine, other_all, other_gram,
                                                      self.regularization, self.solver, self.cg_steps,
                                                      compute_loss)
                    for block, mine in zip(blocks, factors)]
-        new = _persist([r[0] for r in results], client)
-        stats = _compute([dask.delayed(_stats)(r[1], r[2]) for r in results], client)
-        return new, float(sum(s[0] for s in stats)), int(sum(s[1] for s in stats))
+        persisted = _persist([r[0] for r in results] + [r[1] for r in results], client)
+        new, stats = persisted[:len(results)], _compute(persisted[len(results):], client)
+        total = {key: sum(s[key] for s in stats) for key in stats[0]}
+        total["finite"] = min(s["finite"] for s in stats)
+        return new, total
 
     # -- bookkeeping shared by both paths -------------------------------------------------
 
@@ -314,10 +319,8 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
             raise DataError(_NON_FINITE.format(side=side, iteration=iteration + 1,
                                                regularization=self.regularization, alpha=self.alpha))
 
-    def _check_finite_blocks(self, blocks: list[Any], client: Any, side: str, iteration: int,
-                             failures: int) -> None:
-        finite = _compute([dask.delayed(_all_finite)(b) for b in blocks], client)
-        if failures or not all(finite):
+    def _check_stats(self, stats: dict[str, float], side: str, iteration: int) -> None:
+        if stats["failures"] or not stats["finite"]:
             raise DataError(_NON_FINITE.format(side=side, iteration=iteration + 1,
                                                regularization=self.regularization, alpha=self.alpha))
 
@@ -439,7 +442,7 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
         dtype = np.dtype(self.dtype)
         block = to_confidence(X, 0, self.confidence, self.alpha, self.epsilon, dtype)
         start = np.zeros((X.shape[0], self.n_factors), dtype=dtype)
-        factors, _, _ = solve_block(block, start, self.item_factors_, gram(self.item_factors_),
+        factors, _ = solve_block(block, start, self.item_factors_, gram(self.item_factors_),
                                     self.regularization, "cholesky", self.cg_steps, False)
         return factors
 
@@ -511,16 +514,8 @@ def _load_rows(directory: str, side: str, bounds: list[int], lo: int, hi: int, d
     return checkpoint.load_rows(directory, side, bounds, lo, hi, storage_options).astype(dtype)
 
 
-def _stats(loss: float, failures: int) -> tuple[float, int]:
-    return loss, failures
-
-
 def _squared_norm(factors: np.ndarray) -> float:
     return float(np.sum(factors.astype(np.float64) ** 2))
-
-
-def _all_finite(factors: np.ndarray) -> bool:
-    return bool(np.isfinite(factors).all())
 
 
 def _add(*arrays: np.ndarray) -> np.ndarray:

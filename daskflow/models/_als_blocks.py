@@ -72,13 +72,19 @@ def gram(factors: np.ndarray) -> np.ndarray:
 
 def solve_block(block: ConfidenceBlock, factors: np.ndarray, other: np.ndarray,
                 other_gram: np.ndarray, regularization: float, solver: str, cg_steps: int,
-                compute_loss: bool) -> tuple[np.ndarray, float, int]:
-    """New factors of one block's rows given the other side; returns (factors, loss, failures).
+                compute_loss: bool) -> tuple[np.ndarray, dict[str, float]]:
+    """New factors of one block's rows given the other side, and what the driver checks.
 
-    ``factors`` is not modified (Dask may hold it for another task); the solve works on a copy.
+    Returns ``(factors, stats)`` with ``stats``: ``loss`` (of these rows, if asked),
+    ``failures`` (rows that overflowed), ``finite`` (1.0 if every factor is finite) and
+    ``squared_norm`` (Σ‖x‖², for the regularisation term of the loss). ``factors`` is
+    not modified (Dask may hold it for another task); the solve works on a copy.
     """
     updated = np.array(factors, copy=True)
     system = (other_gram + regularization * np.eye(other_gram.shape[0])).astype(updated.dtype)
     loss, failures = solve_rows(block.indptr, block.indices, block.confidence, updated, other,
                                 system, 0, block.n_rows, SOLVERS[solver], cg_steps, compute_loss)
-    return updated, float(loss), int(failures)
+    squared = updated.astype(np.float64) ** 2
+    stats = {"loss": float(loss), "failures": float(failures),
+             "finite": float(np.isfinite(squared).all()), "squared_norm": float(squared.sum())}
+    return updated, stats
