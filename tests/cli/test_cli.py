@@ -47,8 +47,10 @@ def test_validate_prints_resolved_config() -> None:
 
 def test_validate_unknown_key_exits_2_naming_it(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
-    config.write_text(QUICKSTART.read_text().replace("  seed: 0\n", "  seed: 0\n  sede: 1\n"))
-    assert_user_error(daskflow("validate", str(config)), "unknown key 'experiment.sede'", "line 8")
+    text = QUICKSTART.read_text().replace("  seed: 0\n", "  seed: 0\n  sede: 1\n")
+    config.write_text(text)
+    line = text.splitlines().index("  sede: 1") + 1
+    assert_user_error(daskflow("validate", str(config)), "unknown key 'experiment.sede'", f"line {line}")
 
 
 @pytest.mark.parametrize("args, fragments", [

@@ -76,7 +76,8 @@ def test_out_of_range_value(tmp_path: Path) -> None:
 
 def test_unknown_model_lists_available(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"model.name = 'bert' is invalid \(model.name, set on the "
-                                          r"command line\): unknown model 'bert'; available: als, popularity"):
+                                          r"command line\): unknown model 'bert'; available: als, "
+                                          r"popularity"):
         load_config(write(tmp_path, MINIMAL), ["model.name=bert"])
 
 
