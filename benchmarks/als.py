@@ -388,7 +388,9 @@ def _daskflow_model(args: argparse.Namespace, solver: str, iterations: int | Non
 
     return ImplicitALS(n_factors=args.factors, regularization=args.regularization, alpha=args.alpha,
                        confidence="linear", n_iter=iterations or args.iterations, solver=solver,
-                       cg_steps=args.cg_steps, dtype="float32", random_state=0)
+                       cg_steps=args.cg_steps, dtype="float32", random_state=0,
+                       # implicit runs with calculate_training_loss=False: same work.
+                       compute_loss=False)
 
 
 def run_daskflow_memory(train: sp.csr_matrix, test: sp.csr_matrix, args: argparse.Namespace, *,
@@ -646,7 +648,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "daskflow-cg" in models:
         ours = models["daskflow-cg"]
         recommend.append(recommend_throughput(
-            "daskflow-cg", lambda u: ours.recommend(train[u], n=TOP_K, filter_seen=True),
+            "daskflow-cg", lambda u: ours.recommend(u, train[u], n=TOP_K, filter_seen=True),
             users, args.recommend_repeat))
     for row in recommend:
         print(f"recommend {row['peer']}: {row['users_per_second']:.0f} users/s", flush=True)

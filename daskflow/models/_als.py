@@ -12,11 +12,11 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import time
 from typing import Any
 
 import dask
+import numba
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -32,7 +32,7 @@ from daskflow.models._als_blocks import (
     solve_block,
     to_confidence,
 )
-from daskflow.models._als_kernels import balanced_chunks, solve_rows_parallel
+from daskflow.models._als_kernels import balanced_chunks, gram_parallel, solve_rows_parallel
 from daskflow.models._base import RecommenderMixin
 from daskflow.models._params import Rule, check_params
 
@@ -195,20 +195,21 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
         if U is None:
             U = initial_factors(0, n_users, self.n_factors, self.random_state, _USERS, dtype)
             V = initial_factors(0, n_items, self.n_factors, self.random_state, _ITEMS, dtype)
-        threads = max(1, (os.cpu_count() or 1))
+        threads = numba.get_num_threads()
         user_chunks = balanced_chunks(users.indptr, self.n_factors, 16 * threads)
         item_chunks = balanced_chunks(items.indptr, self.n_factors, 16 * threads)
         self._start_curves(meta)
         solver = 0 if self.solver == "cg" else 1
         for iteration in range(start, self.n_iter):
             started = time.perf_counter()
+            system = self._system(gram_parallel(V, threads), dtype)
             _, failures_u = solve_rows_parallel(users.indptr, users.indices, users.confidence, U, V,
-                                                self._system(gram(V), dtype), user_chunks, solver,
-                                                self.cg_steps, False)
+                                                system, user_chunks, solver, self.cg_steps, False)
             self._check_finite(U, "user", iteration, failures_u)
+            system = self._system(gram_parallel(U, threads), dtype)
             loss, failures_i = solve_rows_parallel(items.indptr, items.indices, items.confidence, V, U,
-                                                   self._system(gram(U), dtype), item_chunks, solver,
-                                                   self.cg_steps, self.compute_loss)
+                                                   system, item_chunks, solver, self.cg_steps,
+                                                   self.compute_loss)
             self._check_finite(V, "item", iteration, failures_i)
             if self.compute_loss:  # the item half-step's loss lacks only λ‖U‖²
                 loss += self.regularization * _squared_norm(U)
@@ -356,21 +357,23 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
     # -- using the factors ----------------------------------------------------------------
 
     def recommend_block(self, user_items: sp.csr_matrix, n: int, filter_seen: bool = True,
-                        user_index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                        user_index: np.ndarray | None = None, parallel: bool = False
+                        ) -> tuple[np.ndarray, np.ndarray]:
         if user_index is None:
             user_index = np.arange(user_items.shape[0])
         factors = self.user_factors_[user_index]
         items = self.item_factors_
+        # Scores in slices of ~64 MB: never a full users x items matrix.
         batch = max(1, _SCORE_BATCH_BYTES // (4 * max(1, items.shape[0])))
         out_items, out_scores = [], []
         for lo in range(0, len(user_index), batch):
             scores = factors[lo:lo + batch] @ items.T
             seen = user_items[lo:lo + batch] if filter_seen else None
-            top_items, top_scores = top_n(scores, n, seen)
+            top_items, top_scores = top_n(scores, n, seen, parallel=parallel)
             out_items.append(top_items)
             out_scores.append(top_scores)
         if not out_items:
-            return np.zeros((0, n), dtype=np.int64), np.zeros((0, n))
+            return np.zeros((0, n), dtype=np.int64), np.zeros((0, n), dtype=items.dtype)
         return np.concatenate(out_items), np.concatenate(out_scores)
 
     def similar_items(self, item_index: Any, n: int = 10, method: str = "exact",
@@ -400,8 +403,9 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
             raise DataError(f"unknown similar_items method {method!r}: expected 'exact' or 'annoy'")
         normed = self.item_factors_ / np.maximum(np.linalg.norm(self.item_factors_, axis=1), 1e-12)[:, None]
         scores = normed[query] @ normed.T
-        scores[np.arange(len(query)), query] = -np.inf  # never the item itself
-        return top_n(scores, n)
+        never_itself = sp.csr_matrix((np.ones(len(query)), (np.arange(len(query)), query)),
+                                     shape=scores.shape)
+        return top_n(scores, n, never_itself, parallel=True)
 
     def _similar_annoy(self, query: np.ndarray, n: int, n_trees: int) -> tuple[np.ndarray, np.ndarray]:
         index = getattr(self, "_annoy", None)

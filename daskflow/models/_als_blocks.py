@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from daskflow._errors import DataError
-from daskflow.models._als_kernels import confidence_from_counts, solve_rows
+from daskflow.models._als_kernels import confidence_from_counts, gram_rows, solve_rows
 
 __all__ = ["ConfidenceBlock", "to_confidence", "initial_factors", "gram", "solve_block",
            "SOLVERS", "INIT_CHUNK"]
@@ -65,9 +65,12 @@ def initial_factors(lo: int, hi: int, n_factors: int, seed: int, side: int,
 
 
 def gram(factors: np.ndarray) -> np.ndarray:
-    """YᵀY of one block of factors, in float64 (summed over blocks by a tree reduction)."""
-    factors = factors.astype(np.float64, copy=False)
-    return factors.T @ factors
+    """YᵀY of one block of factors, in float64 (summed over blocks by a tree reduction).
+
+    A Numba kernel rather than BLAS: no float64 copy of the factors, and no BLAS thread pool
+    competing with Numba's and Dask's threads.
+    """
+    return gram_rows(factors, 0, factors.shape[0])
 
 
 def solve_block(block: ConfidenceBlock, factors: np.ndarray, other: np.ndarray,

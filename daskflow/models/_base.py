@@ -21,12 +21,13 @@ class RecommenderMixin:
     """
 
     def recommend_block(self, user_items: sp.csr_matrix, n: int, filter_seen: bool = True,
-                        user_index: np.ndarray | None = None
+                        user_index: np.ndarray | None = None, parallel: bool = False
                         ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - interface
         """Top-``n`` (item indices, scores) for each row of ``user_items``; -1 pads.
 
         ``user_index`` holds the matrix rows of those users (models that score users by
-        their learned factors need it; default ``0 .. n_rows - 1``).
+        their learned factors need it; default ``0 .. n_rows - 1``). ``parallel`` lets the
+        model use Numba threads (in-memory calls); Dask tasks leave it off, one thread each.
         """
         raise NotImplementedError
 
@@ -56,7 +57,7 @@ class RecommenderMixin:
         if user_items.shape[0] != len(index):
             raise DataError(f"user_items has {user_items.shape[0]} rows for {len(index)} users: pass "
                             "the interaction rows of exactly those users")
-        return self.recommend_block(user_items, n, filter_seen, user_index=index)
+        return self.recommend_block(user_items, n, filter_seen, user_index=index, parallel=True)
 
     def _user_index(self, users: Any) -> np.ndarray:
         users = np.atleast_1d(np.asarray(users))

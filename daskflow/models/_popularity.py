@@ -74,7 +74,8 @@ class PopularityRecommender(RecommenderMixin, BaseEstimator):
         return self
 
     def recommend_block(self, user_items: sp.csr_matrix, n: int, filter_seen: bool = True,
-                        user_index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                        user_index: np.ndarray | None = None, parallel: bool = False
+                        ) -> tuple[np.ndarray, np.ndarray]:
         n_rows = user_items.shape[0]
         n = min(n, self.n_items_)
         if not filter_seen:
