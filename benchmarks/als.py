@@ -1,7 +1,7 @@
 """Implicit-feedback ALS, side by side: daskflow vs ``implicit`` (CG, Cholesky) vs Spark MLlib.
 
 Every peer factorises the same synthetic play-count matrix with the same confidence
-model, regularisation, rank and number of iterations, on the same two cores, in one run.
+model, regularisation and rank, on the same two cores, in one run.
 For each peer the script reports the median wall time of one ALS iteration (a user half
 and an item half), NDCG@10 on one held-out item per user (scored identically for all,
 from each peer's factors), recommendation throughput (daskflow vs ``implicit``), and
@@ -11,9 +11,13 @@ non-zeros.
 Full run (the one quoted in docs/benchmarks.md)::
 
     /work/venv/bin/python benchmarks/als.py --users 200000 --items 50000 --nnz 10000000 \\
-        --factors 64 --iterations 15 --spark-iterations 5
+        --factors 64 --iterations 15 --cholesky-iterations 5 --spark-iterations 5
 
-Smoke test (under a minute)::
+(The Cholesky solvers and Spark run fewer iterations only to fit the run in half an hour
+on two cores; their time per iteration does not depend on the count, and their NDCG is
+reported with the count it was reached at.)
+
+Smoke test (tiny sizes, every code path; about a minute, most of it Spark's JVM)::
 
     /work/venv/bin/python benchmarks/als.py --quick
 
@@ -27,8 +31,9 @@ from its input matrix (``Cui = alpha * user_items``, then ``c - 1`` is what it a
 ``(YᵀY + λI + Σ (c-1) y yᵀ) x = Σ c y``. ``implicit`` and daskflow use a constant ``λ``;
 Spark multiplies ``regParam`` by the number of observed entries of the row being solved
 (ALS-WR, Zhou et al. 2008; ``numExplicits * regParam`` in Spark's ``ALS.scala``). No
-constant makes that identical, so Spark gets ``regParam = λ / (mean entries per row)``,
-which equals the others' ``λ`` for a row of average length (documented, not hidden).
+constant makes that identical, so Spark gets ``regParam = λ / m`` with ``m`` the
+geometric mean of the mean row lengths of users and of items: its λ equals the others'
+for a row of that length, is smaller for light users and larger for popular items.
 Initial factors differ (each library draws its own), which is why NDCG is compared
 within a tolerance rather than for equality.
 
@@ -37,8 +42,13 @@ own warning asks; daskflow in memory runs Numba's two threads; daskflow blocked 
 in-process worker with two threads; Spark runs ``local[2]``. Shared scoring (NDCG) uses
 BLAS with two threads and is never timed.
 
+Spark is timed after an untimed warm-up fit on a tiny frame (JVM class loading and JIT),
+in the same session; its NDCG comes from its collected factors. NDCG is computed from
+each peer's factors by one scorer (BLAS scores, a compiled top-10 selection with the
+training items excluded) and ``daskflow.evaluation.ranking_sums``.
+
 Results are printed as a markdown table and written to ``benchmarks/results/als.json``
-(git-ignored), beside the cached matrix ``plays-<users>x<items>-<nnz>-s<seed>.npz``.
+(git-ignored), beside the cached matrix ``plays-v2-<users>x<items>-<nnz>-s<seed>.npz``.
 """
 
 from __future__ import annotations
@@ -71,8 +81,9 @@ TOP_K = 10
 # -- data ------------------------------------------------------------------------------------
 
 
-def make_play_counts(n_users: int, n_items: int, nnz: int, *, seed: int = 0, n_genres: int = 24,
-                     zipf_exponent: float = 1.0) -> sp.csr_matrix:
+def make_play_counts(n_users: int, n_items: int, nnz: int, *, seed: int = 0, n_genres: int = 32,
+                     zipf_exponent: float = 1.0, taste_concentration: float = 0.05,
+                     global_share: float = 0.05) -> sp.csr_matrix:
     """A deterministic users x items matrix of play counts with Zipf items and user tastes.
 
     Each item belongs to one of ``n_genres`` latent genres and has a Zipf popularity
@@ -97,6 +108,21 @@ def make_play_counts(n_users: int, n_items: int, nnz: int, *, seed: int = 0, n_g
     scipy.sparse.csr_matrix
         float32 play counts >= 1, sorted indices.
     """
+    # Repeated draws of a pair collapse into one entry, so more plays than ``nnz`` are
+    # drawn; one correction of that overshoot from the first result lands within ~2%.
+    overshoot = 1.5
+    for _ in range(3):
+        matrix = _draw_play_counts(n_users, n_items, nnz * overshoot, seed, n_genres, zipf_exponent,
+                                   taste_concentration, global_share)
+        if abs(matrix.nnz / nnz - 1) < 0.02:
+            break
+        overshoot *= nnz / matrix.nnz
+    return matrix
+
+
+def _draw_play_counts(n_users: int, n_items: int, n_plays: float, seed: int, n_genres: int,
+                      zipf_exponent: float, taste_concentration: float, global_share: float
+                      ) -> sp.csr_matrix:
     rng = np.random.default_rng(seed)
     item_genre = rng.integers(0, n_genres, n_items)
     popularity = (rng.permutation(n_items) + 1.0) ** -zipf_exponent
@@ -110,14 +136,13 @@ def make_play_counts(n_users: int, n_items: int, nnz: int, *, seed: int = 0, n_g
         cumulative = np.cumsum(popularity[by_genre[starts[genre]:starts[genre + 1]]])
         cdf[starts[genre]:starts[genre + 1]] = genre + cumulative / cumulative[-1]
     genre_share = np.bincount(item_genre, weights=popularity, minlength=n_genres)
-    # A fifth of every taste follows global popularity, so heavy hitters cross genres.
-    taste = 0.8 * rng.dirichlet(np.full(n_genres, 0.15), size=n_users) + \
-        0.2 * genre_share / genre_share.sum()
+    # A small share of every taste follows global popularity, so hits cross genres.
+    taste = (1 - global_share) * rng.dirichlet(np.full(n_genres, taste_concentration), size=n_users) + \
+        global_share * genre_share / genre_share.sum()
     taste_cdf = np.cumsum(taste, axis=1)
     taste_cdf[:, -1] = 1.0
     activity = rng.lognormal(0.0, 1.0, n_users)
-    # About 1 in 4.5 plays repeats a pair already drawn at these densities: overshoot.
-    plays_per_user = np.rint(activity / activity.mean() * nnz / n_users * 1.29)
+    plays_per_user = np.rint(activity / activity.mean() * n_plays / n_users)
     plays_per_user = np.clip(plays_per_user, 1, n_items // 4).astype(np.int64)
     users = np.repeat(np.arange(n_users, dtype=np.int32), plays_per_user)
     items = np.empty(len(users), dtype=np.int32)
@@ -136,7 +161,8 @@ def make_play_counts(n_users: int, n_items: int, nnz: int, *, seed: int = 0, n_g
 
 def load_play_counts(n_users: int, n_items: int, nnz: int, seed: int) -> sp.csr_matrix:
     """:func:`make_play_counts`, cached as ``.npz`` under ``benchmarks/results/``."""
-    path = RESULTS_DIR / f"plays-{n_users}x{n_items}-{nnz}-s{seed}.npz"
+    # Bump the version when the generator changes, so a stale cache is never reused.
+    path = RESULTS_DIR / f"plays-v2-{n_users}x{n_items}-{nnz}-s{seed}.npz"
     if path.exists():
         return sp.load_npz(path).tocsr()
     matrix = make_play_counts(n_users, n_items, nnz, seed=seed)
@@ -252,6 +278,7 @@ def ndcg_at_k(user_factors: np.ndarray, item_factors: np.ndarray, train: sp.csr_
 def run_implicit(train: sp.csr_matrix, test: sp.csr_matrix, args: argparse.Namespace, *,
                  use_cg: bool) -> dict[str, Any]:
     """Fit ``implicit``'s CPU ALS ``args.repeat`` times; times per iteration and NDCG@10."""
+    iterations = args.iterations if use_cg else args.cholesky_iterations
     from implicit.cpu.als import AlternatingLeastSquares
 
     confidences = confidence(train, args.alpha)
@@ -263,7 +290,7 @@ def run_implicit(train: sp.csr_matrix, test: sp.csr_matrix, args: argparse.Names
         for _ in range(args.repeat):
             model = AlternatingLeastSquares(
                 factors=args.factors, regularization=args.regularization, alpha=1.0,
-                use_cg=use_cg, iterations=args.iterations, calculate_training_loss=False,
+                use_cg=use_cg, iterations=iterations, calculate_training_loss=False,
                 random_state=0, num_threads=N_THREADS)
             model.cg_steps = args.cg_steps  # not a constructor argument in implicit 0.7
             started = time.perf_counter()
@@ -272,7 +299,7 @@ def run_implicit(train: sp.csr_matrix, test: sp.csr_matrix, args: argparse.Names
             fit_seconds.append(time.perf_counter() - started)
     return {"seconds_per_iteration": statistics.median(iteration_seconds),
             "iteration_seconds": iteration_seconds, "fit_seconds": fit_seconds,
-            "iterations": args.iterations,
+            "iterations": iterations,
             "ndcg@10": ndcg_at_k(model.user_factors, model.item_factors, train, test),
             "model": model}
 
@@ -396,17 +423,18 @@ def _daskflow_model(args: argparse.Namespace, solver: str, iterations: int | Non
 def run_daskflow_memory(train: sp.csr_matrix, test: sp.csr_matrix, args: argparse.Namespace, *,
                         solver: str) -> dict[str, Any]:
     """Fit daskflow's ImplicitALS on the in-memory CSR matrix ``args.repeat`` times."""
+    iterations = args.iterations if solver == "cg" else args.cholesky_iterations
     iteration_seconds: list[float] = []
     fit_seconds: list[float] = []
     for _ in range(args.repeat):
-        model = _daskflow_model(args, solver)
+        model = _daskflow_model(args, solver, iterations)
         started = time.perf_counter()
         model.fit(train)
         fit_seconds.append(time.perf_counter() - started)
         iteration_seconds.extend(model.iteration_seconds_)
     return {"seconds_per_iteration": statistics.median(iteration_seconds),
             "iteration_seconds": iteration_seconds, "fit_seconds": fit_seconds,
-            "iterations": args.iterations,
+            "iterations": iterations,
             "ndcg@10": ndcg_at_k(model.user_factors_, model.item_factors_, train, test),
             "model": model}
 
@@ -527,6 +555,30 @@ def _ratio(numerator: dict[str, Any] | None, denominator: dict[str, Any] | None)
     return numerator["seconds_per_iteration"] / denominator["seconds_per_iteration"]
 
 
+def ratios(peers: dict[str, dict[str, Any]], recommend: list[dict[str, Any]],
+           scaling: list[dict[str, Any]]) -> dict[str, float | None]:
+    """The ratios the goals are stated in (None where a side is missing)."""
+    out = {
+        "daskflow-cg / implicit-cg": _ratio(peers.get("daskflow-cg"), peers.get("implicit-cg")),
+        "daskflow-cholesky / implicit-cholesky": _ratio(peers.get("daskflow-cholesky"),
+                                                        peers.get("implicit-cholesky")),
+        "daskflow-cg / spark": _ratio(peers.get("daskflow-cg"), peers.get("spark")),
+        "blocked / in-memory (cg)": _ratio(peers.get("daskflow-blocked-cg"), peers.get("daskflow-cg")),
+    }
+    if "daskflow-cg" in peers and "implicit-cg" in peers:
+        out["NDCG daskflow-cg / implicit-cg"] = \
+            peers["daskflow-cg"]["ndcg@10"] / peers["implicit-cg"]["ndcg@10"]
+    implicit_best = max((r["users_per_second"] for r in recommend if r["peer"].startswith("implicit")),
+                        default=None)
+    ours = next((r["users_per_second"] for r in recommend if r["peer"] == "daskflow-cg"), None)
+    if implicit_best and ours:
+        out["recommend users/s daskflow / implicit (its faster setting)"] = ours / implicit_best
+    if scaling:
+        out["s per M nnz, largest / smallest"] = \
+            scaling[-1]["seconds_per_million_nnz"] / scaling[0]["seconds_per_million_nnz"]
+    return out
+
+
 def summarise(report: dict[str, Any]) -> str:
     """The markdown tables of a report."""
     peers = report["peers"]
@@ -546,7 +598,8 @@ def summarise(report: dict[str, Any]) -> str:
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| {name} | {value:.3f} |" for name, value in report["ratios"].items() if value is not None]
     if report.get("recommend"):
-        lines += ["", "| recommend (N=10, seen filtered) | users | median s | users/s |", "|---|---:|---:|---:|"]
+        lines += ["", "| recommend (N=10, seen filtered) | users | median s | users/s |",
+                  "|---|---:|---:|---:|"]
         lines += [f"| {r['peer']} | {r['n_users']} | {statistics.median(r['seconds']):.2f} | "
                   f"{r['users_per_second']:.0f} |" for r in report["recommend"]]
     if report.get("scaling"):
@@ -571,13 +624,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--iterations", type=int, default=15,
                         help="ALS iterations of implicit and daskflow")
     parser.add_argument("--spark-iterations", type=int, default=None,
-                        help="ALS iterations of Spark (default: --iterations)")
+                        help="ALS iterations of Spark (None: --iterations)")
+    parser.add_argument("--cholesky-iterations", type=int, default=None,
+                        help="ALS iterations of the Cholesky solvers (None: --iterations)")
     parser.add_argument("--cg-steps", type=int, default=3, help="CG steps per row (CG solvers)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="fits per peer (Spark: always one); medians over all iterations")
     parser.add_argument("--recommend-repeat", type=int, default=3, help="timed recommend calls per peer")
-    parser.add_argument("--recommend-users", type=int, default=0,
-                        help="users in the recommend timing (0: all users)")
+    parser.add_argument("--recommend-users", type=int, default=50_000,
+                        help="random users in the recommend timing (0: all users)")
     parser.add_argument("--scaling-iterations", type=int, default=5,
                         help="iterations of each daskflow fit in the nnz-scaling check")
     parser.add_argument("--block-size", type=int, default=25_000, help="rows per block (blocked daskflow)")
@@ -594,6 +649,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.iterations, args.scaling_iterations, args.block_size = 3, 2, 700
     if args.spark_iterations is None:
         args.spark_iterations = args.iterations
+    if args.cholesky_iterations is None:
+        args.cholesky_iterations = args.iterations
     return args
 
 
@@ -612,6 +669,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     peers: dict[str, dict[str, Any]] = {}
     models: dict[str, Any] = {}
+    recommend: list[dict[str, Any]] = []
+    scaling: list[dict[str, Any]] = []
+    report = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
+              "data": {"users": train.shape[0], "items": train.shape[1], "train_nnz": int(train.nnz),
+                       "test_nnz": int(test.nnz), "seed": args.seed},
+              "params": {k: v for k, v in vars(args).items() if k != "output"},
+              "environment": environment(), "peers": peers, "ratios": {},
+              "recommend": recommend, "scaling": scaling}
+
+    def save() -> None:
+        # Written after every stage, so a late failure (say, Spark) keeps what was measured.
+        report["ratios"] = ratios(peers, recommend, scaling)
+        report["total_seconds"] = time.perf_counter() - started
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, indent=2, default=str))
 
     def record(name: str, result: dict[str, Any]) -> None:
         if "model" in result:
@@ -619,6 +691,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         peers[name] = result
         print(f"{name}: {result['seconds_per_iteration']:.3f} s/iteration, "
               f"NDCG@10 {result['ndcg@10']:.4f}", flush=True)
+        save()
 
     if not args.skip_implicit:
         record("implicit-cg", run_implicit(train, test, args, use_cg=True))
@@ -627,12 +700,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         record("daskflow-cg", run_daskflow_memory(train, test, args, solver="cg"))
         record("daskflow-cholesky", run_daskflow_memory(train, test, args, solver="cholesky"))
         record("daskflow-blocked-cg", run_daskflow_blocked(train, test, args))
-    if not args.skip_spark:
-        record("spark", run_spark(train, test, args))
-
-    recommend = []
     users = np.arange(train.shape[0])
-    if args.recommend_users:
+    if 0 < args.recommend_users < len(users):
         users = np.sort(np.random.default_rng(args.seed).choice(users, args.recommend_users, replace=False))
     if "implicit-cg" in models:
         model = models["implicit-cg"]
@@ -653,33 +722,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for row in recommend:
         print(f"recommend {row['peer']}: {row['users_per_second']:.0f} users/s", flush=True)
 
-    scaling = run_scaling(train, args) if with_daskflow and not args.skip_scaling else []
-    ratios = {
-        "daskflow-cg / implicit-cg": _ratio(peers.get("daskflow-cg"), peers.get("implicit-cg")),
-        "daskflow-cholesky / implicit-cholesky": _ratio(peers.get("daskflow-cholesky"),
-                                                        peers.get("implicit-cholesky")),
-        "daskflow-cg / spark": _ratio(peers.get("daskflow-cg"), peers.get("spark")),
-        "blocked / in-memory (cg)": _ratio(peers.get("daskflow-blocked-cg"), peers.get("daskflow-cg")),
-    }
-    if "daskflow-cg" in peers and "implicit-cg" in peers:
-        ratios["NDCG daskflow-cg / implicit-cg"] = peers["daskflow-cg"]["ndcg@10"] / peers["implicit-cg"]["ndcg@10"]
-    implicit_best = max((r["users_per_second"] for r in recommend if r["peer"].startswith("implicit")),
-                        default=None)
-    ours_rate = next((r["users_per_second"] for r in recommend if r["peer"] == "daskflow-cg"), None)
-    if implicit_best and ours_rate:
-        ratios["recommend users/s daskflow / implicit (its faster setting)"] = ours_rate / implicit_best
-    if scaling:
-        ratios["s per M nnz, largest / smallest"] = \
-            scaling[-1]["seconds_per_million_nnz"] / scaling[0]["seconds_per_million_nnz"]
-    report = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
-              "data": {"users": train.shape[0], "items": train.shape[1], "train_nnz": int(train.nnz),
-                       "test_nnz": int(test.nnz), "seed": args.seed},
-              "params": {k: v for k, v in vars(args).items() if k != "output"},
-              "environment": environment(), "peers": peers, "ratios": ratios,
-              "recommend": recommend, "scaling": scaling,
-              "total_seconds": time.perf_counter() - started}
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2, default=str))
+    if with_daskflow and not args.skip_scaling:
+        scaling.extend(run_scaling(train, args))
+    save()
+    # Spark last: the slowest peer and the one most likely to fail (JVM, memory), so
+    # everything else is measured and saved by then.
+    if not args.skip_spark:
+        record("spark", run_spark(train, test, args))
     print()
     print(summarise(report))
     print(f"\nwritten to {args.output}")

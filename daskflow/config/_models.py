@@ -204,7 +204,7 @@ class EvaluateConfig(_Section):
     holdout: PositiveInt = Field(1, description="Items held out per user (the k of leave-k-out).")
     min_user_items: PositiveInt = Field(3, description="Users with fewer distinct items are not evaluated.")
     k: tuple[PositiveInt, ...] = (5, 10)
-    metrics: tuple[Literal["precision", "recall", "map", "ndcg"], ...] = (
+    metrics: tuple[Literal["precision", "recall", "map", "ndcg", "auc"], ...] = (
         "precision", "recall", "map", "ndcg")
     baselines: tuple[str, ...] = Field((), description="Models (default parameters) evaluated on "
                                        "the same splits beside model.name, e.g. [popularity].")

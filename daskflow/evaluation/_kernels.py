@@ -9,6 +9,10 @@ rel_j = 1[r_j in T]:
 - AP@k        = sum_j rel_j * precision@j / min(k, |T|), and MAP@k is its mean;
 - NDCG@k      = sum_j rel_j / log2(j + 1)  /  sum_{j <= min(k, |T|)} 1 / log2(j + 1).
 
+- AUC         = the share of (held-out item, never-played item) pairs that the model
+  scores in the right order, ties counting half; items in the user's training row are
+  left out of the negatives (the ranking AUC of Rendle et al. 2009, BPR).
+
 Users with an empty T are not evaluated. A block returns sums and a user count, so the
 means over all users are exact however the users are blocked.
 """
@@ -20,13 +24,16 @@ import scipy.sparse as sp
 
 from daskflow._kernels import rows_contain
 
-__all__ = ["ranking_sums", "METRICS"]
+__all__ = ["ranking_sums", "auc_sums", "METRICS", "CUTOFF_METRICS"]
 
-METRICS = ("precision", "recall", "map", "ndcg")
+#: Metrics computed at every cut-off k.
+CUTOFF_METRICS = ("precision", "recall", "map", "ndcg")
+#: Every ranking metric; "auc" has no cut-off.
+METRICS = (*CUTOFF_METRICS, "auc")
 
 
 def ranking_sums(recommended: np.ndarray, relevant: sp.csr_matrix, ks: tuple[int, ...],
-                 metrics: tuple[str, ...] = METRICS) -> dict[str, float]:
+                 metrics: tuple[str, ...] = CUTOFF_METRICS) -> dict[str, float]:
     """Sum each ``metric@k`` over the users of a block that have relevant items.
 
     Parameters
@@ -43,6 +50,7 @@ def ranking_sums(recommended: np.ndarray, relevant: sp.csr_matrix, ks: tuple[int
     """
     n_relevant = np.diff(relevant.indptr)
     users = np.flatnonzero(n_relevant > 0)
+    metrics = tuple(m for m in metrics if m in CUTOFF_METRICS)
     out: dict[str, float] = {"n_users": float(len(users))}
     if len(users) == 0:
         return out | {f"{m}@{k}": 0.0 for m in metrics for k in ks}
@@ -72,3 +80,26 @@ def ranking_sums(recommended: np.ndarray, relevant: sp.csr_matrix, ks: tuple[int
                 raise ValueError(f"unknown ranking metric {metric!r}: expected one of {METRICS}")
             out[f"{metric}@{k}"] = float(value.sum())
     return out
+
+
+def auc_sums(scores: np.ndarray, seen: sp.csr_matrix, relevant: sp.csr_matrix) -> tuple[float, int]:
+    """Sum of per-user ranking AUC over the rows that have relevant items, and their count.
+
+    ``scores`` is ``(n_users, n_items)``; ``seen`` the training rows (left out of the
+    negatives); ``relevant`` the held-out rows (the positives).
+    """
+    total, users = 0.0, 0
+    for row in range(scores.shape[0]):
+        positives = relevant.indices[relevant.indptr[row]:relevant.indptr[row + 1]]
+        if len(positives) == 0:
+            continue
+        excluded = np.concatenate([positives, seen.indices[seen.indptr[row]:seen.indptr[row + 1]]])
+        negatives = np.sort(np.delete(scores[row], excluded))
+        if len(negatives) == 0:
+            continue
+        pos = scores[row, positives]
+        below = np.searchsorted(negatives, pos, side="left")
+        ties = np.searchsorted(negatives, pos, side="right") - below
+        total += float(np.mean((below + 0.5 * ties) / len(negatives)))
+        users += 1
+    return total, users

@@ -9,7 +9,7 @@ import dask
 import numpy as np
 
 from daskflow._errors import DataError
-from daskflow.evaluation._kernels import METRICS, ranking_sums
+from daskflow.evaluation._kernels import METRICS, auc_sums, ranking_sums
 from daskflow.features import InteractionMatrix
 
 __all__ = ["evaluate_ranking"]
@@ -50,7 +50,9 @@ def evaluate_ranking(model: Any, train: InteractionMatrix, test: InteractionMatr
     if n_users == 0:
         raise DataError("no user has held-out items to evaluate: the split left every user whole. "
                         "Lower evaluate.min_user_items or check the data")
-    means = {f"{m}@{cut}": total[f"{m}@{cut}"] / n_users for m in metrics for cut in ks}
+    means = {f"{m}@{cut}": total[f"{m}@{cut}"] / n_users for m in metrics if m != "auc" for cut in ks}
+    if "auc" in metrics:
+        means["auc"] = total["auc"] / n_users
     means["n_users"] = int(n_users)
     return means
 
@@ -59,4 +61,15 @@ def _block_sums(model: Any, train_block: Any, test_block: Any, ks: tuple[int, ..
                 metrics: tuple[str, ...]) -> dict[str, float]:
     rows = np.arange(train_block.row_offset, train_block.row_offset + train_block.csr.shape[0])
     recommended, _ = model.recommend_block(train_block.csr, max(ks), filter_seen=True, user_index=rows)
-    return ranking_sums(recommended, test_block.csr, ks, metrics)
+    sums = ranking_sums(recommended, test_block.csr, ks, metrics)
+    if "auc" in metrics:
+        # Full score rows are needed: take them in slices of about 64 MB.
+        n_items = train_block.csr.shape[1]
+        step = max(1, (64 * 2**20) // (8 * max(1, n_items)))
+        total = 0.0
+        for lo in range(0, len(rows), step):
+            scores = model.score_block(train_block.csr[lo:lo + step], user_index=rows[lo:lo + step])
+            part, _ = auc_sums(scores, train_block.csr[lo:lo + step], test_block.csr[lo:lo + step])
+            total += part
+        sums["auc"] = total
+    return sums

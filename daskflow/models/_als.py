@@ -356,6 +356,12 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
 
     # -- using the factors ----------------------------------------------------------------
 
+    def score_block(self, user_items: sp.csr_matrix, user_index: np.ndarray | None = None
+                    ) -> np.ndarray:
+        if user_index is None:
+            user_index = np.arange(user_items.shape[0])
+        return self.user_factors_[user_index] @ self.item_factors_.T
+
     def recommend_block(self, user_items: sp.csr_matrix, n: int, filter_seen: bool = True,
                         user_index: np.ndarray | None = None, parallel: bool = False
                         ) -> tuple[np.ndarray, np.ndarray]:

@@ -31,6 +31,11 @@ class RecommenderMixin:
         """
         raise NotImplementedError
 
+    def score_block(self, user_items: sp.csr_matrix, user_index: np.ndarray | None = None
+                    ) -> np.ndarray:  # pragma: no cover - interface
+        """Dense scores ``(n_rows, n_items)`` of every item for these users (for AUC)."""
+        raise NotImplementedError
+
     def recommend(self, users: Any, user_items: Any, n: int = 10, filter_seen: bool = True
                   ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``n`` items for some users.

@@ -73,6 +73,10 @@ class PopularityRecommender(RecommenderMixin, BaseEstimator):
         self._ranking = np.argsort(-self.item_popularity_, kind="stable")
         return self
 
+    def score_block(self, user_items: sp.csr_matrix, user_index: np.ndarray | None = None
+                    ) -> np.ndarray:
+        return np.broadcast_to(self.item_popularity_, (user_items.shape[0], self.n_items_))
+
     def recommend_block(self, user_items: sp.csr_matrix, n: int, filter_seen: bool = True,
                         user_index: np.ndarray | None = None, parallel: bool = False
                         ) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 from daskflow import DataError
-from daskflow.evaluation import evaluate_ranking, ranking_sums
+from daskflow.evaluation import auc_sums, evaluate_ranking, ranking_sums
 from daskflow.features import build_interactions, leave_k_out_split
 from daskflow.io import read_table
 from daskflow.models import PopularityRecommender
@@ -79,3 +79,22 @@ def test_bad_arguments(tiny_lake: Path) -> None:
         evaluate_ranking(model, train, test, k=(0,))
     with pytest.raises(DataError, match=r"unknown ranking metric\(s\) \['auc@k'\]"):
         evaluate_ranking(model, train, test, metrics=("auc@k",))
+
+
+def test_auc_by_hand() -> None:
+    scores = np.array([[0.9, 0.1, 0.5, 0.3, 0.5], [0.0, 0.0, 0.0, 0.0, 0.0]])
+    seen = sp.csr_matrix((np.ones(1), ([0], [3])), shape=(2, 5))  # item 3 is in training
+    relevant = sp.csr_matrix((np.ones(3), ([0, 0, 1], [0, 2, 1])), shape=(2, 5))
+    total, users = auc_sums(scores, seen, relevant)
+    # User 0: negatives {1: 0.1, 4: 0.5}; positive 0 (0.9) beats both -> 1; positive 2 (0.5)
+    # beats item 1 and ties item 4 -> 0.75. User 1: all tied -> 0.5.
+    assert users == 2 and total == pytest.approx((1 + 0.75) / 2 + 0.5)
+
+
+def test_auc_through_evaluate_ranking(tiny_lake: Path) -> None:
+    df = read_table(str(tiny_lake / "listens"), columns=["user_id", "track_id", "ts"])
+    train, test = leave_k_out_split(build_interactions(df, block_size=90), k=1, min_items=3)
+    model = PopularityRecommender().fit(train)
+    result = evaluate_ranking(model, train, test, k=(10,), metrics=("ndcg", "auc"))
+    assert set(result) == {"ndcg@10", "auc", "n_users"}
+    assert 0.6 < result["auc"] < 1.0  # popularity ranks held-out items well above chance
