@@ -54,3 +54,11 @@ def test_ruff_is_clean() -> None:
     result = subprocess.run([ruff, "check", str(PACKAGE), str(PACKAGE.parent / "tests")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_blocked_fit_tasks_stay_light_on_workers() -> None:
+    """What a worker imports to run ALS tasks: no dask.dataframe, no scikit-learn (~150 MB)."""
+    code = ("import sys, daskflow.models._als_blocks, daskflow.models._als_checkpoint, "
+            "daskflow.features._blocks; print(sorted({'dask.dataframe', 'sklearn'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -1,13 +1,33 @@
-"""Features built out of core from event logs: the interaction matrix (more to come)."""
+"""Features built out of core from event logs: the interaction matrix and log KPIs.
 
-from daskflow.features._blocks import Block
-from daskflow.features._interactions import (
-    InteractionMatrix,
-    block_bounds,
-    build_interactions,
-    leave_k_out_split,
-)
-from daskflow.features._kpis import log_kpis
+Names are imported on first use (PEP 562): a worker unpickling a ``Block`` imports NumPy
+and SciPy, not dask.dataframe.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from daskflow.features._blocks import Block
+    from daskflow.features._interactions import (
+        InteractionMatrix,
+        block_bounds,
+        build_interactions,
+        leave_k_out_split,
+    )
+    from daskflow.features._kpis import log_kpis
 
 __all__ = ["Block", "InteractionMatrix", "block_bounds", "build_interactions", "leave_k_out_split",
            "log_kpis"]
+
+_MODULES = {"Block": "_blocks", "InteractionMatrix": "_interactions", "block_bounds": "_interactions",
+            "build_interactions": "_interactions", "leave_k_out_split": "_interactions",
+            "log_kpis": "_kpis"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return getattr(importlib.import_module(f"daskflow.features.{_MODULES[name]}"), name)
+    raise AttributeError(f"module 'daskflow.features' has no attribute {name!r}")

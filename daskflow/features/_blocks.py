@@ -22,8 +22,9 @@ import scipy.sparse as sp
 
 from daskflow._errors import DataError
 
-__all__ = ["Block", "LocalCodes", "IdArray", "factorize_partition", "merge_uniques", "remap_and_cut",
-           "assemble_block", "block_to_pieces", "leave_k_out", "Pieces"]
+__all__ = ["Block", "LocalCodes", "IdArray", "factorize_partition", "merge_uniques", "ids_to_index",
+           "remap_and_cut", "assemble_block", "transpose_block", "stack_transposed", "leave_k_out",
+           "Pieces"]
 
 _INT32_MAX = np.iinfo(np.int32).max
 
@@ -99,9 +100,8 @@ def factorize_partition(frame: pd.DataFrame, user_col: str, item_col: str, weigh
 
 
 def _factorize(values: pd.Series) -> tuple[IdArray, np.ndarray]:
-    # Unsorted: the global mapping sorts the union of all partitions' IDs anyway, and
-    # factorising without sorting is about twice as fast on Arrow strings.
-    codes, uniques = pd.factorize(values, sort=False)
+    # Sorted local IDs make the lookups of remap_and_cut cache-friendly (and cost little).
+    codes, uniques = pd.factorize(values, sort=True)
     return _id_array(uniques), codes.astype(np.int32)
 
 
@@ -126,13 +126,16 @@ def _as_objects(ids: IdArray) -> np.ndarray:
     return np.asarray(ids, dtype=object)
 
 
-def merge_uniques(*arrays: IdArray) -> IdArray:
-    """Sorted union of unique ID arrays (a step of a tree reduction; sorts even one array)."""
+def merge_uniques(*arrays: IdArray, sort: bool = True) -> IdArray:
+    """Union of unique ID arrays, sorted unless ``sort=False`` (a step of a tree reduction).
+
+    Only the last step of a tree needs to sort: sorting is the dearer half for strings.
+    """
     if all(isinstance(a, pa.Array) for a in arrays) and len({a.type for a in arrays}) == 1:
         union = pc.unique(pa.chunked_array(arrays))
-        return union.take(pc.array_sort_indices(union))
-    values = np.concatenate([_as_objects(a) for a in arrays])
-    return np.asarray(pd.Index(values).unique().sort_values(), dtype=object)
+        return union.take(pc.array_sort_indices(union)) if sort else union
+    union = pd.Index(np.concatenate([_as_objects(a) for a in arrays])).unique()
+    return np.asarray(union.sort_values() if sort else union, dtype=object)
 
 
 def ids_to_index(ids: IdArray) -> pd.Index:
@@ -151,31 +154,39 @@ def remap_and_cut(local: LocalCodes, user_ids: IdArray, item_ids: IdArray,
     item_map = _global_positions(local.items, item_ids)
     rows = user_map[local.user_code]
     cols = item_map[local.item_code]
-    return _cut(rows, cols, local.weight, local.ts, user_bounds)
+    n_blocks = len(user_bounds) - 1
+    block = None
+    if n_blocks > 1:
+        # The block of each local user, then of each row: a search among users, not rows.
+        block = np.searchsorted(user_bounds[1:-1], user_map, side="right")[local.user_code]
+    return _cut(rows, cols, local.weight, local.ts, block, n_blocks)
 
 
-def _global_positions(local_ids: IdArray, global_ids: IdArray) -> np.ndarray:
+def _global_positions(local_ids: IdArray, sorted_ids: IdArray) -> np.ndarray:
     """Position of every local ID in the sorted global IDs (all are present), int32 if it fits."""
-    dtype = np.int32 if len(global_ids) <= _INT32_MAX else np.int64
-    if isinstance(local_ids, pa.Array) and isinstance(global_ids, pa.Array) \
-            and local_ids.type == global_ids.type:
-        # A hash lookup in Arrow: no Python string is ever created.
-        return pc.index_in(local_ids, value_set=global_ids).to_numpy().astype(dtype, copy=False)
-    positions = pd.Index(_as_objects(global_ids)).get_indexer(_as_objects(local_ids))
+    dtype = np.int32 if len(sorted_ids) <= _INT32_MAX else np.int64
+    if isinstance(local_ids, pa.Array) and isinstance(sorted_ids, pa.Array) \
+            and local_ids.type == sorted_ids.type:
+        # Binary search in Arrow: no Python string is created and, unlike a hash lookup
+        # (index_in), nothing is built per call. search_sorted is new in pyarrow 22.
+        if hasattr(pc, "search_sorted"):
+            positions = pc.search_sorted(sorted_ids, local_ids)
+        else:  # pragma: no cover - older pyarrow
+            positions = pc.index_in(local_ids, value_set=sorted_ids)
+        return positions.to_numpy().astype(dtype)
+    positions = pd.Index(_as_objects(sorted_ids)).get_indexer(_as_objects(local_ids))
     return positions.astype(dtype)
 
 
 def _cut(rows: np.ndarray, cols: np.ndarray, weight: np.ndarray | None, ts: np.ndarray,
-         bounds: np.ndarray) -> list[Pieces]:
-    """Split entries by the block their row falls in, keeping their order within a block.
+         block: np.ndarray | None, n_blocks: int) -> list[Pieces]:
+    """Split entries by their block number ``block``, keeping their order within a block.
 
     Only the split matters: :func:`assemble_block` sorts each block's entries stably, so
     the order inside a piece needs no more than to be the original one.
     """
-    n_blocks = len(bounds) - 1
-    if n_blocks == 1:
+    if block is None:  # a single block
         return [(rows, cols, weight, ts)]
-    block = np.searchsorted(bounds[1:-1], rows, side="right")
     # Block numbers as int16 make numpy's stable argsort a radix sort, i.e. linear time.
     block = block.astype(np.int16 if n_blocks <= np.iinfo(np.int16).max else np.int32)
     order = np.argsort(block, kind="stable")
@@ -210,14 +221,18 @@ def assemble_block(pieces: list[Pieces], row_start: int, row_stop: int, n_cols: 
         weight = np.zeros(0, dtype=np.float32)
     order, key = _stable_sort(key, n_rows * n_cols)
     n = len(key)
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if n else np.zeros(0, np.int64)
+    first = np.empty(n, dtype=bool)  # first entry of each distinct (row, col)
+    first[:1] = True
+    np.not_equal(key[1:], key[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    del first
     if len(starts) == n:
-        # No duplicates (e.g. a transpose): a sum of one float32 in float64 is itself.
+        # No duplicates: a float64 sum of one float32 is that float32.
         summed = weight[order] if weight is not None else np.ones(n, np.float32)
         latest = ts[order]
     else:
         if weight is None:  # counts: a float64 sum of k ones is exactly k
-            summed = np.diff(np.r_[starts, n]).astype(np.float32)
+            summed = np.diff(starts, append=n).astype(np.float32)
         else:
             summed = np.add.reduceat(weight[order].astype(np.float64), starts).astype(np.float32)
         latest = np.maximum.reduceat(ts[order], starts)
@@ -252,14 +267,48 @@ def _stable_sort(key: np.ndarray, key_range: int) -> tuple[np.ndarray, np.ndarra
     return order, packed
 
 
-def block_to_pieces(block: Block, bounds: np.ndarray) -> list[Pieces]:
-    """Cut a block's entries by column ranges, as transposed pieces (rows = columns)."""
-    coo = block.csr.tocoo()
-    n_rows = block.csr.shape[0]
-    dtype = np.int32 if block.row_offset + n_rows <= _INT32_MAX else np.int64
-    rows = coo.row.astype(dtype) + dtype(block.row_offset)
-    # tocoo keeps CSR order, so last_ts stays aligned with the entries.
-    return _cut(coo.col, rows, coo.data, block.last_ts, bounds)
+def transpose_block(block: Block, bounds: np.ndarray) -> list[Block]:
+    """The transpose of a block, cut into row-blocks at ``bounds`` (the other side's blocks).
+
+    Piece ``b`` holds rows ``bounds[b]:bounds[b+1]`` of the transpose, with one column per
+    row of ``block`` (global column = ``block.row_offset`` + local column), ready for
+    :func:`stack_transposed`.
+    """
+    csr = block.csr
+    # SciPy's CSC -> CSR conversion is a linear-time transpose that leaves every row's
+    # columns sorted; the entries' positions ride along to carry weights and times.
+    positions = sp.csr_matrix((np.arange(csr.nnz, dtype=np.int64), csr.indices, csr.indptr),
+                              shape=csr.shape).T.tocsr()
+    pieces = []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        start, stop = positions.indptr[lo], positions.indptr[hi]
+        taken = positions.data[start:stop]
+        piece = sp.csr_matrix((csr.data[taken], positions.indices[start:stop],
+                               positions.indptr[lo:hi + 1] - start), shape=(hi - lo, csr.shape[0]))
+        pieces.append(Block(piece, block.last_ts[taken], int(lo)))
+    return pieces
+
+
+def stack_transposed(pieces: list[Block], row_start: int, row_stop: int, n_cols: int) -> Block:
+    """Join the pieces of one transposed block, one per source block in order, side by side.
+
+    The result equals :func:`assemble_block` on the same entries: no (row, col) occurs
+    twice in a transpose, so nothing is summed, and every row's columns come out sorted
+    because the pieces cover increasing column ranges.
+    """
+    n_rows = row_stop - row_start
+    if not pieces:
+        return Block(sp.csr_matrix((n_rows, n_cols), dtype=np.float32), np.zeros(0, np.int64), row_start)
+    weights = sp.hstack([p.csr for p in pieces], format="csr")
+    # The times as a second matrix of the same pattern, so the same stacking aligns them.
+    times = sp.hstack([sp.csr_matrix((p.last_ts, p.csr.indices, p.csr.indptr), shape=p.csr.shape)
+                       for p in pieces], format="csr")
+    if weights.shape != (n_rows, n_cols):
+        raise ValueError(f"transposed pieces make a {weights.shape} block, expected {(n_rows, n_cols)}")
+    # Same index dtypes as assemble_block gives, so blocks do not depend on the route.
+    csr = sp.csr_matrix((weights.data, weights.indices.astype(np.int32),
+                         weights.indptr.astype(np.int64)), shape=(n_rows, n_cols))
+    return Block(csr, times.data, row_start)
 
 
 def leave_k_out(block: Block, k: int, min_items: int, mode: str, seed: int

@@ -27,12 +27,13 @@ from daskflow._errors import DataError, SchemaError
 from daskflow.features._blocks import (
     Block,
     assemble_block,
-    block_to_pieces,
     factorize_partition,
     ids_to_index,
     leave_k_out,
     merge_uniques,
     remap_and_cut,
+    stack_transposed,
+    transpose_block,
 )
 
 __all__ = ["InteractionMatrix", "build_interactions", "leave_k_out_split", "block_bounds"]
@@ -203,8 +204,8 @@ def _transpose(user_blocks: Sequence[Any], item_bounds: np.ndarray, n_users: int
                client: Any) -> list[Any]:
     """Persisted item blocks holding the transpose of ``user_blocks``."""
     n_item_blocks = len(item_bounds) - 1
-    pieces = [dask.delayed(block_to_pieces, nout=n_item_blocks)(b, item_bounds) for b in user_blocks]
-    item_blocks = [dask.delayed(assemble_block)([p[b] for p in pieces], int(lo), int(hi), n_users)
+    pieces = [dask.delayed(transpose_block, nout=n_item_blocks)(b, item_bounds) for b in user_blocks]
+    item_blocks = [dask.delayed(stack_transposed)([p[b] for p in pieces], int(lo), int(hi), n_users)
                    for b, (lo, hi) in enumerate(zip(item_bounds[:-1], item_bounds[1:]))]
     return _persist(item_blocks, client)
 
@@ -216,13 +217,13 @@ def _nnz(block: Block) -> int:
 def _tree(local: list[Any], field: str) -> Any:
     """Tree-reduce the partition-local ID arrays into one sorted union."""
     level = [dask.delayed(getattr)(part, field) for part in local]
-    # At least one merge, even for one partition: local IDs come unsorted.
-    level = [dask.delayed(merge_uniques)(*level[i:i + _TREE_WIDTH])
-             for i in range(0, len(level), _TREE_WIDTH)]
-    while len(level) > 1:
-        level = [dask.delayed(merge_uniques)(*level[i:i + _TREE_WIDTH])
+    # At least one merge, even for one partition; only the last one sorts.
+    while True:
+        last = len(level) <= _TREE_WIDTH
+        level = [dask.delayed(merge_uniques)(*level[i:i + _TREE_WIDTH], sort=last)
                  for i in range(0, len(level), _TREE_WIDTH)]
-    return level[0]
+        if last:
+            return level[0]
 
 
 def _persist(tasks: list[Any], client: Any) -> list[Any]:

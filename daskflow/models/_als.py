@@ -27,9 +27,12 @@ from daskflow._kernels import top_n
 from daskflow.io import open_filesystem
 from daskflow.models import _als_checkpoint as checkpoint
 from daskflow.models._als_blocks import (
+    add,
+    block_confidence,
     gram,
     initial_factors,
     solve_block,
+    squared_norm,
     to_confidence,
 )
 from daskflow.models._als_kernels import balanced_chunks, gram_parallel, solve_rows_parallel
@@ -189,9 +192,9 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
         if meta is not None:
             start = meta["iteration"]
             U = checkpoint.load_rows(meta["directory"], "users", meta["user_bounds"], 0, n_users,
-                                     self.storage_options).astype(dtype)
+                                     self.storage_options, dtype)
             V = checkpoint.load_rows(meta["directory"], "items", meta["item_bounds"], 0, n_items,
-                                     self.storage_options).astype(dtype)
+                                     self.storage_options, dtype)
         if U is None:
             U = initial_factors(0, n_users, self.n_factors, self.random_state, _USERS, dtype)
             V = initial_factors(0, n_items, self.n_factors, self.random_state, _ITEMS, dtype)
@@ -212,7 +215,7 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
                                                    self.compute_loss)
             self._check_finite(V, "item", iteration, failures_i)
             if self.compute_loss:  # the item half-step's loss lacks only λ‖U‖²
-                loss += self.regularization * _squared_norm(U)
+                loss += self.regularization * squared_norm(U)
             self._end_iteration(iteration, started, loss)
             if self._checkpoint_due(iteration):
                 directory = checkpoint.iteration_dir(self.checkpoint_dir, iteration + 1)
@@ -231,17 +234,17 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
                             "and filters")
         shape = matrix.shape
         conf = (self.confidence, self.alpha, self.epsilon, dtype)
-        user_blocks = [dask.delayed(_block_confidence)(b, *conf) for b in matrix.user_blocks]
-        item_blocks = [dask.delayed(_block_confidence)(b, *conf) for b in matrix.item_blocks]
+        user_blocks = [dask.delayed(block_confidence)(b, *conf) for b in matrix.user_blocks]
+        item_blocks = [dask.delayed(block_confidence)(b, *conf) for b in matrix.item_blocks]
         ub, ib = matrix.user_bounds, matrix.item_bounds
         meta = self._resume_meta(shape) if resume else None
         start = meta["iteration"] if meta else 0
         if meta is not None:
             load = (meta["directory"], self.storage_options)
-            U = [dask.delayed(_load_rows)(load[0], "users", meta["user_bounds"], int(lo), int(hi), dtype,
-                                          load[1]) for lo, hi in zip(ub[:-1], ub[1:])]
-            V = [dask.delayed(_load_rows)(load[0], "items", meta["item_bounds"], int(lo), int(hi), dtype,
-                                          load[1]) for lo, hi in zip(ib[:-1], ib[1:])]
+            U = [dask.delayed(checkpoint.load_rows)(load[0], "users", meta["user_bounds"], int(lo), int(hi),
+                                                    load[1], dtype) for lo, hi in zip(ub[:-1], ub[1:])]
+            V = [dask.delayed(checkpoint.load_rows)(load[0], "items", meta["item_bounds"], int(lo), int(hi),
+                                                    load[1], dtype) for lo, hi in zip(ib[:-1], ib[1:])]
         else:
             U = [dask.delayed(initial_factors)(int(lo), int(hi), self.n_factors, self.random_state, _USERS,
                                                dtype) for lo, hi in zip(ub[:-1], ub[1:])]
@@ -512,29 +515,12 @@ _NON_FINITE = ("ALS produced non-finite {side} factors at iteration {iteration}:
                "regularization or lower alpha (or use confidence='log' for very large counts)")
 
 
-# -- Dask helpers (tasks are module-level functions so they pickle by reference) -------------
-
-
-def _block_confidence(block: Any, kind: str, alpha: float, epsilon: float, dtype: np.dtype) -> Any:
-    return to_confidence(block.csr, block.row_offset, kind, alpha, epsilon, dtype)
-
-
-def _load_rows(directory: str, side: str, bounds: list[int], lo: int, hi: int, dtype: np.dtype,
-               storage_options: dict[str, Any] | None) -> np.ndarray:
-    return checkpoint.load_rows(directory, side, bounds, lo, hi, storage_options).astype(dtype)
-
-
-def _squared_norm(factors: np.ndarray) -> float:
-    return float(np.sum(factors.astype(np.float64) ** 2))
-
-
-def _add(*arrays: np.ndarray) -> np.ndarray:
-    return np.sum(arrays, axis=0)
+# -- Dask plumbing of the driver -------------
 
 
 def _tree_sum(parts: list[Any], width: int = 8) -> Any:
     while len(parts) > 1:
-        parts = [dask.delayed(_add)(*parts[i:i + width]) for i in range(0, len(parts), width)]
+        parts = [dask.delayed(add)(*parts[i:i + width]) for i in range(0, len(parts), width)]
     return parts[0]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -11,7 +12,7 @@ from daskflow._errors import DataError
 from daskflow.models._als_kernels import confidence_from_counts, gram_rows, solve_rows
 
 __all__ = ["ConfidenceBlock", "to_confidence", "initial_factors", "gram", "solve_block",
-           "SOLVERS", "INIT_CHUNK"]
+           "block_confidence", "squared_norm", "add", "SOLVERS", "INIT_CHUNK"]
 
 #: Solver name -> code understood by the kernels.
 SOLVERS = {"cg": 0, "cholesky": 1}
@@ -91,3 +92,21 @@ def solve_block(block: ConfidenceBlock, factors: np.ndarray, other: np.ndarray,
     stats = {"loss": float(loss), "failures": float(failures),
              "finite": float(np.isfinite(squared).all()), "squared_norm": float(squared.sum())}
     return updated, stats
+
+
+# -- tasks of the blocked fit: module-level in a module without scikit-learn, so a worker
+# unpickling them imports only NumPy, SciPy and Numba.
+
+
+def block_confidence(block: Any, kind: str, alpha: float, epsilon: float, dtype: np.dtype
+                     ) -> ConfidenceBlock:
+    """An interaction block (``daskflow.features.Block``) as confidences."""
+    return to_confidence(block.csr, block.row_offset, kind, alpha, epsilon, dtype)
+
+
+def squared_norm(factors: np.ndarray) -> float:
+    return float(np.sum(factors.astype(np.float64) ** 2))
+
+
+def add(*arrays: np.ndarray) -> np.ndarray:
+    return np.sum(arrays, axis=0)

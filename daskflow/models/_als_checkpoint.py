@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from daskflow._errors import DataError
-from daskflow.io import open_filesystem
+from daskflow.io._fs import open_filesystem
 
 __all__ = ["iteration_dir", "save_block", "commit", "read_latest", "load_rows"]
 
@@ -76,8 +76,9 @@ def read_latest(root: str, storage_options: Mapping[str, Any] | None = None) -> 
 
 
 def load_rows(directory: str, side: str, bounds: Sequence[int], lo: int, hi: int,
-              storage_options: Mapping[str, Any] | None = None) -> np.ndarray:
-    """Rows ``lo:hi`` of one side's factors, read from the saved blocks that overlap them."""
+              storage_options: Mapping[str, Any] | None = None, dtype: Any = None) -> np.ndarray:
+    """Rows ``lo:hi`` of one side's factors (as ``dtype``), read from the saved blocks that
+    overlap them."""
     fs, path = open_filesystem(directory, storage_options)
     parts = []
     for index, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
@@ -86,4 +87,5 @@ def load_rows(directory: str, side: str, bounds: Sequence[int], lo: int, hi: int
         with fs.open(f"{path}/{side}-{index:05d}.npy", "rb") as handle:
             block = np.load(io.BytesIO(handle.read()), allow_pickle=False)
         parts.append(block[max(lo, start) - start:min(hi, stop) - start])
-    return np.concatenate(parts) if parts else np.zeros((0, 0))
+    rows = np.concatenate(parts) if parts else np.zeros((0, 0))
+    return rows.astype(dtype) if dtype is not None else rows
