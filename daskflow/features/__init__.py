@@ -18,13 +18,14 @@ if TYPE_CHECKING:
         leave_k_out_split,
     )
     from daskflow.features._kpis import log_kpis
+    from daskflow.features._store import load_interactions, save_interactions
 
 __all__ = ["Block", "InteractionMatrix", "block_bounds", "build_interactions", "leave_k_out_split",
-           "log_kpis"]
+           "load_interactions", "log_kpis", "save_interactions"]
 
 _MODULES = {"Block": "_blocks", "InteractionMatrix": "_interactions", "block_bounds": "_interactions",
             "build_interactions": "_interactions", "leave_k_out_split": "_interactions",
-            "log_kpis": "_kpis"}
+            "log_kpis": "_kpis", "load_interactions": "_store", "save_interactions": "_store"}
 
 
 def __getattr__(name: str) -> Any:

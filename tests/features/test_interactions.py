@@ -11,7 +11,14 @@ import pytest
 import scipy.sparse as sp
 
 from daskflow import DataError, SchemaError
-from daskflow.features import block_bounds, build_interactions, leave_k_out_split, log_kpis
+from daskflow.features import (
+    block_bounds,
+    build_interactions,
+    leave_k_out_split,
+    load_interactions,
+    log_kpis,
+    save_interactions,
+)
 from daskflow.io import read_table
 
 
@@ -144,3 +151,18 @@ def test_log_kpis_match_pandas(tiny_lake: Path, client: object) -> None:
     expected = pdf.groupby(pdf.ts.dt.floor("D")).user_id.nunique()
     assert dau.active_users.tolist() == expected.tolist()
     assert kpis["days"] == 5 and kpis["dau_mean"] == pytest.approx(expected.mean())
+
+
+def test_save_and_load_round_trip(tiny_lake: Path, tmp_path: Path, client: object) -> None:
+    df = read_table(str(tiny_lake / "listens"), columns=["user_id", "track_id", "ts"])
+    matrix = build_interactions(df, block_size=64, client=client)
+    save_interactions(matrix, str(tmp_path / "matrix"), client=client)
+    loaded = load_interactions(str(tmp_path / "matrix"), client=client)
+    assert loaded.shape == matrix.shape and loaded.nnz == matrix.nnz
+    assert list(loaded.user_ids) == list(matrix.user_ids)
+    np.testing.assert_array_equal(loaded.item_bounds, matrix.item_bounds)
+    assert (loaded.to_scipy(client) != matrix.to_scipy(client)).nnz == 0
+    items = client.gather(client.compute(list(loaded.item_blocks)))
+    assert (sp.vstack([b.csr for b in items]) != matrix.to_scipy(client).T).nnz == 0
+    with pytest.raises(DataError, match="no saved interaction matrix"):
+        load_interactions(str(tmp_path / "nothing"))
