@@ -90,8 +90,8 @@ def _save_block(path: str, block: Block, storage_options: Mapping[str, Any] | No
 
 def _load_block(path: str, storage_options: Mapping[str, Any] | None) -> Block:
     fs, target = open_filesystem(path, storage_options)
-    with fs.open(target, "rb") as handle:
-        arrays = np.load(io.BytesIO(handle.read()), allow_pickle=False)
+    with fs.open(target, "rb") as handle:  # seekable: np.load reads members in place
+        arrays = np.load(handle, allow_pickle=False)
         csr = sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]),
                             shape=tuple(arrays["shape"]))
         return Block(csr, arrays["last_ts"], int(arrays["row_offset"]))

@@ -64,6 +64,24 @@ class RecommenderMixin:
                             "the interaction rows of exactly those users")
         return self.recommend_block(user_items, n, filter_seen, user_index=index, parallel=True)
 
+    def recommend_all(self, matrix: Any, uri: str | None = None, *, n: int = 10,
+                      filter_seen: bool = True, storage_options: dict[str, Any] | None = None,
+                      overwrite: bool = False) -> Any:
+        """Top-``n`` of every user of an ``InteractionMatrix``, with the original IDs.
+
+        Block by block (user factors x item factors, then a per-block top-n): the full
+        users x items score matrix never exists. Returns the lazy table ``user_id, rank,
+        item_id, score`` or, given ``uri``, writes it there as Parquet (published only when
+        complete) and returns ``uri``. Runs on the current Dask client, if any.
+        """
+        from daskflow.io import write_parquet
+        from daskflow.prediction import recommend_all
+
+        frame = recommend_all(self, matrix, n=n, filter_seen=filter_seen)
+        if uri is None:
+            return frame
+        return write_parquet(frame, uri, storage_options=storage_options, overwrite=overwrite)
+
     def _user_index(self, users: Any) -> np.ndarray:
         users = np.atleast_1d(np.asarray(users))
         known = getattr(self, "user_ids_", None)

@@ -264,3 +264,16 @@ def test_users_and_items_without_interactions_get_zero_factors() -> None:
 @parametrize_with_checks([ImplicitALS(n_factors=3, n_iter=2)])
 def test_scikit_learn_estimator_checks(estimator: object, check: object) -> None:
     check(estimator)
+
+
+def test_recommend_all_writes_parquet_with_original_ids(tmp_path: Path, client: object) -> None:
+    X = planted()
+    matrix = build_interactions(as_frame(X), weight="plays", time_col=None, block_size=80, client=client)
+    model = ImplicitALS(n_factors=6, n_iter=3).fit(matrix, client=client)
+    uri = model.recommend_all(matrix, str(tmp_path / "top"), n=4)
+    table = pd.read_parquet(uri).sort_values(["user_id", "rank"])
+    assert len(table) == 300 * 4 and table.user_id.nunique() == 300
+    first = table[table.user_id == "u00007"]
+    items, _ = model.recommend([7], X[7], n=4)
+    assert first.item_id.tolist() == [f"t{i:05d}" for i in items[0]]
+    assert first["rank"].tolist() == [1, 2, 3, 4]
