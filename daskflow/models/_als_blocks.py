@@ -17,7 +17,7 @@ __all__ = ["ConfidenceBlock", "to_confidence", "initial_factors", "gram", "solve
 #: Solver name -> code understood by the kernels.
 SOLVERS = {"cg": 0, "cholesky": 1}
 #: Initial factors are drawn in fixed chunks of rows, so they do not depend on blocking.
-INIT_CHUNK = 65_536
+INIT_CHUNK = 4_096  # small: a task draws whole chunks, and workers may have little memory
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def initial_factors(lo: int, hi: int, n_factors: int, seed: int, side: int,
     for chunk in range(lo // INIT_CHUNK, -(-hi // INIT_CHUNK)):
         start = chunk * INIT_CHUNK
         rng = np.random.default_rng([seed, side, chunk])
-        values = rng.standard_normal((INIT_CHUNK, n_factors)) * 0.01
+        values = rng.standard_normal((INIT_CHUNK, n_factors), dtype=np.float32) * np.float32(0.01)
         a, b = max(lo, start), min(hi, start + INIT_CHUNK)
         out[a - lo:b - lo] = values[a - start:b - start]
     return out
