@@ -17,7 +17,7 @@ Full run (the one quoted in docs/benchmarks.md)::
 on two cores; their time per iteration does not depend on the count, and their NDCG is
 reported with the count it was reached at.)
 
-Smoke test (tiny sizes, every code path; about a minute, most of it Spark's JVM)::
+Smoke test (tiny sizes, every code path; 1-2 minutes, most of it Spark's JVM start)::
 
     /work/venv/bin/python benchmarks/als.py --quick
 
@@ -59,6 +59,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -375,7 +376,7 @@ def _spark_session() -> Iterator[Any]:
         yield spark
     finally:
         spark.stop()
-        subprocess.run(["rm", "-rf", local_dir], check=False)
+        shutil.rmtree(local_dir, ignore_errors=True)
 
 
 def _warm_up(spark: Any) -> None:
