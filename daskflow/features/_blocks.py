@@ -3,11 +3,12 @@
 A block is a row-range of a sparse matrix (users x items, or its transpose) as CSR,
 with the time of the last interaction of every stored entry aligned to ``csr.data``.
 
-The kernels are written for throughput on large logs (benchmarks/ingest.py): IDs stay in
-Arrow memory rather than becoming Python strings, entries travel as int32 indices, and
-the one sort per block is an in-place ``np.sort`` of packed keys instead of a stable
-``argsort``. Every shortcut gives exactly the result of the plain version (see the
-comments beside each), so the matrix does not depend on them.
+The kernels are written for throughput on large logs (see benchmarks/ingest.py): IDs
+stay in Arrow memory rather than becoming Python strings, entries travel as int32
+indices, the one sort per block is an in-place ``np.sort`` of packed keys instead of a
+stable ``argsort``, and the item side is a linear-time transpose of the summed user
+blocks. Each shortcut gives exactly the result of the plain computation (the comments
+beside them say why), so the matrix does not depend on them.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ IdArray = pa.Array | np.ndarray
 class LocalCodes:
     """One partition of the log, factorised locally (before the global ID mapping is known)."""
 
-    users: IdArray       # unique user IDs of this partition, in order of first appearance
-    items: IdArray       # unique item IDs of this partition, in order of first appearance
+    users: IdArray       # unique user IDs of this partition, sorted
+    items: IdArray       # unique item IDs of this partition, sorted
     user_code: np.ndarray  # int32 index into ``users`` per row
     item_code: np.ndarray  # int32 index into ``items`` per row
     weight: np.ndarray | None  # float32; None when every row weighs 1 (``weight="count"``)
@@ -100,7 +101,8 @@ def factorize_partition(frame: pd.DataFrame, user_col: str, item_col: str, weigh
 
 
 def _factorize(values: pd.Series) -> tuple[IdArray, np.ndarray]:
-    # Sorted local IDs make the lookups of remap_and_cut cache-friendly (and cost little).
+    # Sorted local IDs make remap_and_cut's binary searches cache-friendly: that saves
+    # more than the sort of a partition's few thousand IDs costs.
     codes, uniques = pd.factorize(values, sort=True)
     return _id_array(uniques), codes.astype(np.int32)
 
@@ -155,11 +157,13 @@ def remap_and_cut(local: LocalCodes, user_ids: IdArray, item_ids: IdArray,
     rows = user_map[local.user_code]
     cols = item_map[local.item_code]
     n_blocks = len(user_bounds) - 1
-    block = None
-    if n_blocks > 1:
-        # The block of each local user, then of each row: a search among users, not rows.
-        block = np.searchsorted(user_bounds[1:-1], user_map, side="right")[local.user_code]
-    return _cut(rows, cols, local.weight, local.ts, block, n_blocks)
+    if n_blocks == 1:
+        return [(rows, cols, local.weight, local.ts)]
+    # The block of each local user, then of each row: a search among users, not rows.
+    user_block = np.searchsorted(user_bounds[1:-1], user_map, side="right")
+    # As int16, numpy's stable argsort (in _cut) is a radix sort, i.e. linear time.
+    user_block = user_block.astype(np.int16 if n_blocks <= np.iinfo(np.int16).max else np.int32)
+    return _cut(rows, cols, local.weight, local.ts, user_block[local.user_code], n_blocks)
 
 
 def _global_positions(local_ids: IdArray, sorted_ids: IdArray) -> np.ndarray:
@@ -168,10 +172,11 @@ def _global_positions(local_ids: IdArray, sorted_ids: IdArray) -> np.ndarray:
     if isinstance(local_ids, pa.Array) and isinstance(sorted_ids, pa.Array) \
             and local_ids.type == sorted_ids.type:
         # Binary search in Arrow: no Python string is created and, unlike a hash lookup
-        # (index_in), nothing is built per call. search_sorted is new in pyarrow 22.
+        # (index_in, which hashes all the global IDs again on every call), nothing is
+        # built per call. search_sorted is recent (apache/arrow#49679).
         if hasattr(pc, "search_sorted"):
             positions = pc.search_sorted(sorted_ids, local_ids)
-        else:  # pragma: no cover - older pyarrow
+        else:  # older pyarrow
             positions = pc.index_in(local_ids, value_set=sorted_ids)
         return positions.to_numpy().astype(dtype)
     positions = pd.Index(_as_objects(sorted_ids)).get_indexer(_as_objects(local_ids))
@@ -179,16 +184,12 @@ def _global_positions(local_ids: IdArray, sorted_ids: IdArray) -> np.ndarray:
 
 
 def _cut(rows: np.ndarray, cols: np.ndarray, weight: np.ndarray | None, ts: np.ndarray,
-         block: np.ndarray | None, n_blocks: int) -> list[Pieces]:
+         block: np.ndarray, n_blocks: int) -> list[Pieces]:
     """Split entries by their block number ``block``, keeping their order within a block.
 
     Only the split matters: :func:`assemble_block` sorts each block's entries stably, so
     the order inside a piece needs no more than to be the original one.
     """
-    if block is None:  # a single block
-        return [(rows, cols, weight, ts)]
-    # Block numbers as int16 make numpy's stable argsort a radix sort, i.e. linear time.
-    block = block.astype(np.int16 if n_blocks <= np.iinfo(np.int16).max else np.int32)
     order = np.argsort(block, kind="stable")
     edges = np.zeros(n_blocks + 1, dtype=np.int64)
     np.cumsum(np.bincount(block, minlength=n_blocks), out=edges[1:])
@@ -290,7 +291,7 @@ def transpose_block(block: Block, bounds: np.ndarray) -> list[Block]:
 
 
 def stack_transposed(pieces: list[Block], row_start: int, row_stop: int, n_cols: int) -> Block:
-    """Join the pieces of one transposed block, one per source block in order, side by side.
+    """Join the pieces of one transposed block side by side, one per source block, in order.
 
     The result equals :func:`assemble_block` on the same entries: no (row, col) occurs
     twice in a transpose, so nothing is summed, and every row's columns come out sorted
@@ -299,16 +300,28 @@ def stack_transposed(pieces: list[Block], row_start: int, row_stop: int, n_cols:
     n_rows = row_stop - row_start
     if not pieces:
         return Block(sp.csr_matrix((n_rows, n_cols), dtype=np.float32), np.zeros(0, np.int64), row_start)
-    weights = sp.hstack([p.csr for p in pieces], format="csr")
-    # The times as a second matrix of the same pattern, so the same stacking aligns them.
-    times = sp.hstack([sp.csr_matrix((p.last_ts, p.csr.indices, p.csr.indptr), shape=p.csr.shape)
-                       for p in pieces], format="csr")
-    if weights.shape != (n_rows, n_cols):
-        raise ValueError(f"transposed pieces make a {weights.shape} block, expected {(n_rows, n_cols)}")
-    # Same index dtypes as assemble_block gives, so blocks do not depend on the route.
-    csr = sp.csr_matrix((weights.data, weights.indices.astype(np.int32),
-                         weights.indptr.astype(np.int64)), shape=(n_rows, n_cols))
-    return Block(csr, times.data, row_start)
+    widths = [p.csr.shape[1] for p in pieces]
+    if sum(widths) != n_cols or any(p.csr.shape[0] != n_rows for p in pieces):
+        raise ValueError(f"transposed pieces of shapes {[p.csr.shape for p in pieces]} do not "
+                         f"make a ({n_rows}, {n_cols}) block")
+    lengths = [np.diff(p.csr.indptr) for p in pieces]
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.sum(lengths, axis=0), out=indptr[1:])
+    data = np.empty(indptr[-1], dtype=pieces[0].csr.dtype)
+    indices = np.empty(indptr[-1], dtype=np.int32)
+    last_ts = np.empty(indptr[-1], dtype=np.int64)
+    next_free = indptr[:-1].copy()  # where the next piece's part of each row goes
+    column_offset = 0
+    for piece, length, width in zip(pieces, lengths, widths):
+        # Entry j of the piece, in row r, lands at next_free[r] + (j - piece's indptr[r]).
+        target = np.repeat(next_free - piece.csr.indptr[:-1], length) + np.arange(piece.csr.nnz)
+        data[target] = piece.csr.data
+        indices[target] = piece.csr.indices + column_offset
+        last_ts[target] = piece.last_ts
+        next_free += length
+        column_offset += width
+    csr = sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols))
+    return Block(csr, last_ts, row_start)
 
 
 def leave_k_out(block: Block, k: int, min_items: int, mode: str, seed: int

@@ -136,13 +136,16 @@ def build_interactions(listens: dd.DataFrame, *, user_col: str = "user_id",
         raise SchemaError(f"listens table lacks column(s) {', '.join(map(repr, missing))}: expected "
                           f"{', '.join(needed)}; found {', '.join(map(str, listens.columns))}. Set "
                           "features.interactions.user_col/item_col/weight/time_col to existing columns")
-    parts = listens[needed].to_delayed()
-    local = [dask.delayed(factorize_partition)(p, user_col, item_col, weight, time_col)
-             for p in parts]
-    local = _persist(local, client)
+    # map_partitions, not delayed calls on to_delayed(): dask fuses it with the read, so a
+    # partition never waits in memory as a frame and there is one task per partition.
+    # Partitions become LocalCodes, not frames, so the meta is only a placeholder.
+    local = listens[needed].map_partitions(factorize_partition, user_col, item_col, weight,
+                                           time_col, meta=pd.Series([], dtype=object),
+                                           enforce_metadata=False, align_dataframes=False)
+    local = _persist(local.to_delayed(), client)
     # Kept on the cluster for the remapping, and gathered once for the matrix's mappings.
-    ids = _persist([_tree(local, "users"), _tree(local, "items")], client)
-    user_ids, item_ids = _compute(ids, client)
+    ids = _persist([_id_tree(local)], client)[0]
+    user_ids, item_ids = _compute([ids], client)[0]
     if len(user_ids) == 0:
         raise DataError("the listens table has no rows (after filters): nothing to build "
                         "interactions from. Check data.sources filters and the uri")
@@ -152,7 +155,7 @@ def build_interactions(listens: dd.DataFrame, *, user_col: str = "user_id",
     item_bounds = block_bounds(len(item_index), block_size)
     n_user_blocks = len(user_bounds) - 1
     # One output per block, so that each block's task fetches only its own pieces.
-    pieces = [dask.delayed(remap_and_cut, nout=n_user_blocks)(part, ids[0], ids[1], user_bounds)
+    pieces = [dask.delayed(_remap_and_cut, nout=n_user_blocks)(part, ids, user_bounds)
               for part in local]
     user_blocks = [dask.delayed(assemble_block)([p[b] for p in pieces], int(lo), int(hi), len(item_index))
                    for b, (lo, hi) in enumerate(zip(user_bounds[:-1], user_bounds[1:]))]
@@ -214,13 +217,30 @@ def _nnz(block: Block) -> int:
     return block.nnz
 
 
-def _tree(local: list[Any], field: str) -> Any:
-    """Tree-reduce the partition-local ID arrays into one sorted union."""
-    level = [dask.delayed(getattr)(part, field) for part in local]
+def _remap_and_cut(local: Any, ids: tuple[Any, Any], user_bounds: np.ndarray) -> list[Any]:
+    return remap_and_cut(local, ids[0], ids[1], user_bounds)
+
+
+def _local_ids(local: Any) -> tuple[Any, Any]:
+    return local.users, local.items
+
+
+def _merge_ids(*pairs: tuple[Any, Any], sort: bool) -> tuple[Any, Any]:
+    return (merge_uniques(*[p[0] for p in pairs], sort=sort),
+            merge_uniques(*[p[1] for p in pairs], sort=sort))
+
+
+def _id_tree(local: list[Any]) -> Any:
+    """Tree-reduce the partition-local (user IDs, item IDs) into their sorted unions.
+
+    Users and items share the tree: half the tasks, whose overhead is not small next to
+    the merges of a partition's few thousand IDs.
+    """
+    level = [dask.delayed(_local_ids)(part) for part in local]
     # At least one merge, even for one partition; only the last one sorts.
     while True:
         last = len(level) <= _TREE_WIDTH
-        level = [dask.delayed(merge_uniques)(*level[i:i + _TREE_WIDTH], sort=last)
+        level = [dask.delayed(_merge_ids)(*level[i:i + _TREE_WIDTH], sort=last)
                  for i in range(0, len(level), _TREE_WIDTH)]
         if last:
             return level[0]

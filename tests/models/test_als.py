@@ -97,7 +97,8 @@ def test_beats_popularity_on_the_sample_lake(tiny_lake: Path, client: object) ->
     df = read_table(str(tiny_lake / "listens"), columns=["user_id", "track_id", "ts"])
     matrix = build_interactions(df, block_size=100, client=client)
     train, test = leave_k_out_split(matrix, k=1, min_items=3, mode="random", seed=0, client=client)
-    als = ImplicitALS(n_factors=16, n_iter=8, regularization=0.05, alpha=2.0).fit(train, client=client)
+    # The tiny lake plants 6 genres: 8 factors fit them (1.4-1.6x popularity over seeds 0-2).
+    als = ImplicitALS(n_factors=8, n_iter=10, regularization=0.1, alpha=2.0).fit(train, client=client)
     popularity = PopularityRecommender().fit(train, client=client)
     ndcg_als = evaluate_ranking(als, train, test, k=(10,), client=client)["ndcg@10"]
     ndcg_pop = evaluate_ranking(popularity, train, test, k=(10,), client=client)["ndcg@10"]
