@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from daskflow._dask import compute, persist
 from daskflow._errors import DataError, SchemaError
 from daskflow.features._blocks import (
     Block,
@@ -79,7 +80,7 @@ class InteractionMatrix:
 
     def to_scipy(self, client: Any = None) -> sp.csr_matrix:
         """Gather the whole matrix into memory as CSR (for small data and tests)."""
-        blocks = _compute(self.user_blocks, client)
+        blocks = compute(self.user_blocks, client)
         if not blocks:
             return sp.csr_matrix(self.shape, dtype=np.float32)
         return sp.vstack([b.csr for b in blocks], format="csr")
@@ -142,10 +143,10 @@ def build_interactions(listens: dd.DataFrame, *, user_col: str = "user_id",
     local = listens[needed].map_partitions(factorize_partition, user_col, item_col, weight,
                                            time_col, meta=pd.Series([], dtype=object),
                                            enforce_metadata=False, align_dataframes=False)
-    local = _persist(local.to_delayed(), client)
+    local = persist(local.to_delayed(), client)
     # Kept on the cluster for the remapping, and gathered once for the matrix's mappings.
-    ids = _persist([_id_tree(local)], client)[0]
-    user_ids, item_ids = _compute([ids], client)[0]
+    ids = persist([_id_tree(local)], client)[0]
+    user_ids, item_ids = compute([ids], client)[0]
     if len(user_ids) == 0:
         raise DataError("the listens table has no rows (after filters): nothing to build "
                         "interactions from. Check data.sources filters and the uri")
@@ -159,11 +160,11 @@ def build_interactions(listens: dd.DataFrame, *, user_col: str = "user_id",
               for part in local]
     user_blocks = [dask.delayed(assemble_block)([p[b] for p in pieces], int(lo), int(hi), len(item_index))
                    for b, (lo, hi) in enumerate(zip(user_bounds[:-1], user_bounds[1:]))]
-    user_blocks = _persist(user_blocks, client)
+    user_blocks = persist(user_blocks, client)
     # Drop our references, so the cluster frees the local codes once the blocks hold them.
     del local, ids, pieces
     item_blocks = _transpose(user_blocks, item_bounds, len(user_index), client)
-    nnz = int(sum(_compute([dask.delayed(_nnz)(b) for b in user_blocks], client)))
+    nnz = int(sum(compute([dask.delayed(_nnz)(b) for b in user_blocks], client)))
     log.info("interactions: %d users x %d items, %d non-zeros in %d + %d blocks", len(user_index),
              len(item_index), nnz, len(user_blocks), len(item_blocks))
     return InteractionMatrix((len(user_index), len(item_index)), nnz, user_index, item_index,
@@ -188,7 +189,7 @@ def leave_k_out_split(matrix: InteractionMatrix, *, k: int = 1, min_items: int =
               for block in matrix.user_blocks]
     train_users = [h[0] for h in halves]
     test_users = [h[1] for h in halves]
-    persisted = _persist(train_users + test_users, client)
+    persisted = persist(train_users + test_users, client)
     train_users, test_users = persisted[: len(halves)], persisted[len(halves):]
     train = _with_user_blocks(matrix, train_users, client)
     test = _with_user_blocks(matrix, test_users, client)
@@ -199,7 +200,7 @@ def _with_user_blocks(matrix: InteractionMatrix, user_blocks: Sequence[Any],
                       client: Any) -> InteractionMatrix:
     """A matrix with new user blocks and item blocks rebuilt as their transpose."""
     item_blocks = _transpose(user_blocks, matrix.item_bounds, matrix.n_users, client)
-    nnz = int(sum(_compute([dask.delayed(_nnz)(b) for b in user_blocks], client)))
+    nnz = int(sum(compute([dask.delayed(_nnz)(b) for b in user_blocks], client)))
     return replace(matrix, nnz=nnz, user_blocks=tuple(user_blocks), item_blocks=tuple(item_blocks))
 
 
@@ -210,7 +211,7 @@ def _transpose(user_blocks: Sequence[Any], item_bounds: np.ndarray, n_users: int
     pieces = [dask.delayed(transpose_block, nout=n_item_blocks)(b, item_bounds) for b in user_blocks]
     item_blocks = [dask.delayed(stack_transposed)([p[b] for p in pieces], int(lo), int(hi), n_users)
                    for b, (lo, hi) in enumerate(zip(item_bounds[:-1], item_bounds[1:]))]
-    return _persist(item_blocks, client)
+    return persist(item_blocks, client)
 
 
 def _nnz(block: Block) -> int:
@@ -244,19 +245,3 @@ def _id_tree(local: list[Any]) -> Any:
                  for i in range(0, len(level), _TREE_WIDTH)]
         if last:
             return level[0]
-
-
-def _persist(tasks: list[Any], client: Any) -> list[Any]:
-    if not tasks:
-        return []
-    if client is not None:
-        return list(client.persist(tasks))
-    return list(dask.persist(*tasks))
-
-
-def _compute(tasks: Sequence[Any], client: Any) -> list[Any]:
-    if not tasks:
-        return []
-    if client is not None:
-        return list(client.gather(client.compute(list(tasks))))
-    return list(dask.compute(*tasks))

@@ -24,9 +24,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from daskflow._dask import compute, persist
 from daskflow._errors import DataError
 from daskflow.features._blocks import Block
-from daskflow.features._interactions import InteractionMatrix, _compute, _persist
+from daskflow.features._interactions import InteractionMatrix
 from daskflow.io._fs import atomic_output, open_filesystem
 
 __all__ = ["save_interactions", "load_interactions"]
@@ -39,7 +40,7 @@ def save_interactions(matrix: InteractionMatrix, uri: str, *, client: Any = None
         writes = [dask.delayed(_save_block)(f"{tmp}/{side}/block-{index:05d}.npz", block, storage_options)
                   for side, blocks in (("users", matrix.user_blocks), ("items", matrix.item_blocks))
                   for index, block in enumerate(blocks)]
-        _compute(writes, client)
+        compute(writes, client)
         fs, path = open_filesystem(tmp, storage_options)
         users, items = matrix.mapping_frames()
         for name, frame in (("user_index", users), ("item_index", items)):
@@ -70,7 +71,7 @@ def load_interactions(uri: str, *, client: Any = None,
                    for i in range(len(meta["user_bounds"]) - 1)]
     item_blocks = [dask.delayed(_load_block)(f"{uri}/items/block-{i:05d}.npz", storage_options)
                    for i in range(len(meta["item_bounds"]) - 1)]
-    blocks = _persist(user_blocks + item_blocks, client)
+    blocks = persist(user_blocks + item_blocks, client)
     return InteractionMatrix(tuple(meta["shape"]), int(meta["nnz"]), pd.Index(user_ids.to_numpy(object)),
                              pd.Index(item_ids.to_numpy(object)), np.asarray(meta["user_bounds"]),
                              np.asarray(meta["item_bounds"]), tuple(blocks[:len(user_blocks)]),

@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from daskflow._dask import compute, persist
 from daskflow._errors import DataError
 from daskflow._kernels import top_n
 from daskflow.io import open_filesystem
@@ -251,7 +252,7 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
             V = [dask.delayed(initial_factors)(int(lo), int(hi), self.n_factors, self.random_state, _ITEMS,
                                                dtype) for lo, hi in zip(ib[:-1], ib[1:])]
         # Confidence blocks are computed once and stay on the workers for the whole fit.
-        persisted = _persist(user_blocks + item_blocks + U + V, client)
+        persisted = persist(user_blocks + item_blocks + U + V, client)
         nu, ni = len(user_blocks), len(item_blocks)
         user_blocks, item_blocks = persisted[:nu], persisted[nu:nu + ni]
         U, V = persisted[nu + ni:2 * nu + ni], persisted[2 * nu + ni:]
@@ -271,10 +272,10 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
                           for b, u in enumerate(U)]
                 writes += [dask.delayed(checkpoint.save_block)(directory, "items", b, v, self.storage_options)
                            for b, v in enumerate(V)]
-                _compute(writes, client)
+                compute(writes, client)
                 self._commit(iteration, shape, ub.tolist(), ib.tolist())
-        self.user_factors_ = np.concatenate(_compute(U, client))
-        self.item_factors_ = np.concatenate(_compute(V, client))
+        self.user_factors_ = np.concatenate(compute(U, client))
+        self.item_factors_ = np.concatenate(compute(V, client))
         self.user_ids_, self.item_ids_ = matrix.user_ids, matrix.item_ids
         self.n_features_in_ = shape[1]
         self.n_users_ = shape[0]
@@ -294,8 +295,8 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
                                                      self.regularization, self.solver, self.cg_steps,
                                                      compute_loss)
                    for block, mine in zip(blocks, factors)]
-        persisted = _persist([r[0] for r in results] + [r[1] for r in results], client)
-        new, stats = persisted[:len(results)], _compute(persisted[len(results):], client)
+        persisted = persist([r[0] for r in results] + [r[1] for r in results], client)
+        new, stats = persisted[:len(results)], compute(persisted[len(results):], client)
         total = {key: sum(s[key] for s in stats) for key in stats[0]}
         total["finite"] = min(s["finite"] for s in stats)
         return new, total
@@ -522,15 +523,3 @@ def _tree_sum(parts: list[Any], width: int = 8) -> Any:
     while len(parts) > 1:
         parts = [dask.delayed(add)(*parts[i:i + width]) for i in range(0, len(parts), width)]
     return parts[0]
-
-
-def _persist(tasks: list[Any], client: Any) -> list[Any]:
-    if client is not None:
-        return list(client.persist(tasks))
-    return list(dask.persist(*tasks))
-
-
-def _compute(tasks: list[Any], client: Any) -> list[Any]:
-    if client is not None:
-        return list(client.gather(client.compute(tasks)))
-    return list(dask.compute(*tasks))
