@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from daskflow.io._filters import filters_as_tuples
+
 __all__ = [
     "Config",
     "ExperimentConfig",
@@ -108,22 +110,6 @@ class SampleConfig(_Section):
     seed: int = 0
 
 
-def _to_filter_tuples(value: Any) -> Any:
-    """Turn YAML's nested lists into the tuples dask's DNF filters expect."""
-    if not isinstance(value, (list, tuple)) or not value:
-        return value
-
-    def predicate(item: Any) -> Any:
-        if isinstance(item, (list, tuple)) and len(item) == 3 and isinstance(item[0], str):
-            column, op, operand = item
-            return (column, op, list(operand) if isinstance(operand, (list, tuple)) else operand)
-        return item
-
-    if all(isinstance(item, (list, tuple)) and item and isinstance(item[0], str) for item in value):
-        return [predicate(item) for item in value]  # one conjunction
-    return [[predicate(item) for item in group] if isinstance(group, (list, tuple)) else group
-            for group in value]  # disjunction of conjunctions
-
 
 class SourceConfig(_Section):
     """One table of the data lake."""
@@ -138,7 +124,7 @@ class SourceConfig(_Section):
     @field_validator("filters", mode="before")
     @classmethod
     def _filters_as_tuples(cls, value: Any) -> Any:
-        return _to_filter_tuples(value)
+        return filters_as_tuples(value)
 
     @field_validator("filters")
     @classmethod

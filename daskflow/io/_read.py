@@ -20,6 +20,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from daskflow._errors import DataError, SchemaError
+from daskflow.io._filters import filters_as_tuples
 from daskflow.io._fs import open_filesystem
 
 __all__ = ["read_table", "check_schema", "COLUMN_TYPES", "TableInfo", "inspect_table"]
@@ -101,7 +102,7 @@ def read_table(uri: str, *, format: str = "parquet", columns: Sequence[str] | No
         if missing:
             raise SchemaError(f"requested column(s) {', '.join(map(repr, missing))} not found in "
                               f"{_label(uri, name)}: available: {', '.join(info.schema.names)}")
-    filters = _as_tuples(filters)
+    filters = filters_as_tuples(filters)
     if filters:
         _check_filter_columns(filters, info, uri, name)
     if format == "parquet":
@@ -199,21 +200,6 @@ def _compatible(a: pa.DataType, b: pa.DataType) -> bool:
 
 def _label(uri: str, name: str | None) -> str:
     return f"source {name!r} at {uri}" if name else repr(uri)
-
-
-def _as_tuples(filters: list[Any] | None) -> list[Any] | None:
-    """YAML gives lists; dask and pyarrow want (column, op, value) tuples."""
-    if not filters:
-        return filters
-
-    def triple(item: Any) -> Any:
-        if isinstance(item, (list, tuple)) and len(item) == 3 and isinstance(item[0], str):
-            return (item[0], item[1], item[2])
-        return item
-
-    if all(isinstance(f, (list, tuple)) and f and isinstance(f[0], str) for f in filters):
-        return [triple(f) for f in filters]
-    return [[triple(f) for f in group] for group in filters]
 
 
 def _filter_columns(filters: list[Any]) -> set[str]:
