@@ -177,7 +177,7 @@ class ModelConfig(_Section):
     def _known_model(cls, name: str) -> str:
         from daskflow.models import available_models
 
-        names = available_models()
+        names = available_models("recommender")
         if name not in names:
             raise ValueError(f"unknown model {name!r}; available: {', '.join(names)}")
         return name
@@ -200,9 +200,10 @@ class EvaluateConfig(_Section):
     def _known_baselines(cls, names: tuple[str, ...]) -> tuple[str, ...]:
         from daskflow.models import available_models
 
-        unknown = [n for n in names if n not in available_models()]
+        known = available_models("recommender")
+        unknown = [n for n in names if n not in known]
         if unknown:
-            raise ValueError(f"unknown model(s) {unknown}; available: {', '.join(available_models())}")
+            raise ValueError(f"unknown model(s) {unknown}; available: {', '.join(known)}")
         return names
 
 

@@ -1,5 +1,9 @@
 """Recommenders and classifiers, and the registry the experiment config names them by.
 
+The registry knows two kinds of model: ``"recommender"`` (fitted on an interaction
+matrix; ``model.name`` in the config) and ``"classifier"`` (fitted on a feature table;
+``conversion.models`` in the config).
+
 Estimators are imported on first use (PEP 562 ``__getattr__``), so validating a config
 does not pay for importing scikit-learn.
 """
@@ -12,19 +16,40 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from daskflow.models._als import ImplicitALS
     from daskflow.models._base import RecommenderMixin
+    from daskflow.models._classifiers import (
+        BoostedTreesClassifier,
+        DecisionTreeClassifier,
+        NaiveBayesClassifier,
+        RandomForestClassifier,
+    )
+    from daskflow.models._logistic import LinearSVM, LogisticRegression
     from daskflow.models._popularity import PopularityRecommender
 
-__all__ = ["ImplicitALS", "PopularityRecommender", "RecommenderMixin", "available_models",
-           "make_model", "model_class"]
+__all__ = ["BoostedTreesClassifier", "DecisionTreeClassifier", "ImplicitALS", "LinearSVM",
+           "LogisticRegression", "NaiveBayesClassifier", "PopularityRecommender",
+           "RandomForestClassifier", "RecommenderMixin", "available_models", "make_model",
+           "model_class"]
 
-#: Config name -> "module:class" of the estimator.
-_REGISTRY: dict[str, str] = {
-    "popularity": "daskflow.models._popularity:PopularityRecommender",
-    "als": "daskflow.models._als:ImplicitALS",
+#: Config name -> (kind, "module:class" of the estimator).
+_REGISTRY: dict[str, tuple[str, str]] = {
+    "popularity": ("recommender", "daskflow.models._popularity:PopularityRecommender"),
+    "als": ("recommender", "daskflow.models._als:ImplicitALS"),
+    "logistic_regression": ("classifier", "daskflow.models._logistic:LogisticRegression"),
+    "linear_svm": ("classifier", "daskflow.models._logistic:LinearSVM"),
+    "naive_bayes": ("classifier", "daskflow.models._classifiers:NaiveBayesClassifier"),
+    "decision_tree": ("classifier", "daskflow.models._classifiers:DecisionTreeClassifier"),
+    "random_forest": ("classifier", "daskflow.models._classifiers:RandomForestClassifier"),
+    "boosted_trees": ("classifier", "daskflow.models._classifiers:BoostedTreesClassifier"),
 }
 _LAZY = {"ImplicitALS": "daskflow.models._als",
          "PopularityRecommender": "daskflow.models._popularity",
-         "RecommenderMixin": "daskflow.models._base"}
+         "RecommenderMixin": "daskflow.models._base",
+         "LogisticRegression": "daskflow.models._logistic",
+         "LinearSVM": "daskflow.models._logistic",
+         "NaiveBayesClassifier": "daskflow.models._classifiers",
+         "DecisionTreeClassifier": "daskflow.models._classifiers",
+         "RandomForestClassifier": "daskflow.models._classifiers",
+         "BoostedTreesClassifier": "daskflow.models._classifiers"}
 
 
 def __getattr__(name: str) -> Any:
@@ -33,9 +58,9 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'daskflow.models' has no attribute {name!r}")
 
 
-def available_models() -> list[str]:
-    """Names accepted by ``model.name`` in an experiment file."""
-    return sorted(_REGISTRY)
+def available_models(kind: str | None = None) -> list[str]:
+    """Registered model names, all or only one kind (``"recommender"`` or ``"classifier"``)."""
+    return sorted(name for name, (k, _) in _REGISTRY.items() if kind is None or k == kind)
 
 
 def model_class(name: str) -> type:
@@ -45,7 +70,7 @@ def model_class(name: str) -> type:
     if name not in _REGISTRY:
         raise ConfigError(f"unknown model {name!r} (model.name): available: "
                           f"{', '.join(available_models())}")
-    module, _, attribute = _REGISTRY[name].partition(":")
+    module, _, attribute = _REGISTRY[name][1].partition(":")
     return getattr(importlib.import_module(module), attribute)
 
 
