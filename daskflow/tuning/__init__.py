@@ -1,0 +1,21 @@
+"""Hyperparameter search on the cluster, with results as an xarray Dataset.
+
+Names are imported on first use (PEP 562), so validating a config does not import
+scikit-learn or xarray.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from daskflow.tuning._search import SCORERS, SearchResult, parameter_trials, search
+
+__all__ = ["SCORERS", "SearchResult", "parameter_trials", "search"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(importlib.import_module("daskflow.tuning._search"), name)
+    raise AttributeError(f"module 'daskflow.tuning' has no attribute {name!r}")

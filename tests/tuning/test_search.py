@@ -1,0 +1,79 @@
+"""Hyperparameter search: trials as futures, results as an xarray Dataset, errors."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+import xarray as xr
+
+from daskflow._errors import ParameterError
+from daskflow.models import DecisionTreeClassifier, NaiveBayesClassifier
+from daskflow.tuning import parameter_trials, search
+
+
+def planted(n: int = 3_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4))
+    p = 1 / (1 + np.exp(-(X @ np.array([1.5, -1.0, 0.5, 0.0]) - 1.0)))
+    return X, (rng.random(n) < p).astype(int)
+
+
+SPACE = {"max_depth": [1, 3, 6], "min_samples_leaf": [5, 200]}
+
+
+def test_grid_search_on_the_cluster_equals_the_serial_search(client) -> None:
+    X, y = planted()
+    tree = DecisionTreeClassifier(random_state=0)
+    parallel = search(tree, SPACE, X, y, folds=3, client=client)
+    serial = search(tree, SPACE, X, y, folds=3, refit=False)
+    data = parallel.dataset
+    assert data["roc_auc_mean"].dims == ("max_depth", "min_samples_leaf")
+    assert data["roc_auc"].shape == (3, 2, 3)
+    assert list(data["max_depth"].values) == [1, 3, 6]
+    xr.testing.assert_allclose(data["roc_auc"], serial.dataset["roc_auc"])
+    best = data["roc_auc_mean"].stack(trial=["max_depth", "min_samples_leaf"]).argmax().item()
+    assert parallel.best_params == parameter_trials(SPACE)[best]
+    assert parallel.best_params["max_depth"] > 1  # a stump cannot use three informative features
+    assert parallel.best_estimator.max_depth == parallel.best_params["max_depth"]
+    assert hasattr(parallel.best_estimator, "tree_model_")
+    assert (data["fit_seconds_mean"] > 0).all()
+
+
+def test_random_search_draws_trials_from_the_grid_and_saves_as_netcdf(tmp_path) -> None:
+    X, y = planted(1_500)
+    result = search(DecisionTreeClassifier(random_state=0), SPACE, X, y, method="random", n_trials=4,
+                    holdout=0.3, metric="log_loss", seed=1)
+    assert result.dataset.sizes["trial"] == 4 and result.dataset.sizes["fold"] == 1
+    assert result.dataset.attrs["greater_is_better"] == 0
+    assert result.best_score == pytest.approx(float(result.dataset["log_loss_mean"].min()))
+    result.to_netcdf(str(tmp_path / "search.nc"))
+    loaded = xr.open_dataset(tmp_path / "search.nc")
+    np.testing.assert_allclose(loaded["log_loss_mean"], result.dataset["log_loss_mean"])
+    loaded.close()
+
+
+def test_a_table_over_the_memory_budget_is_searched_block_wise(client) -> None:
+    X, y = planted(4_000)
+    result = search(NaiveBayesClassifier(), {"var_smoothing": [1e-9, 1e-1, 10.0]},
+                    da.from_array(X, chunks=500), da.from_array(y, chunks=500), folds=2,
+                    memory_budget=0, client=client)
+    means = result.dataset["roc_auc_mean"].values
+    assert np.isfinite(means).all() and means[0] > 0.75
+    assert result.best_estimator.var_smoothing == result.best_params["var_smoothing"]
+
+
+def test_parameter_trials_and_errors() -> None:
+    assert len(parameter_trials(SPACE)) == 6
+    assert len(parameter_trials(SPACE, method="random", n_trials=10)) == 6
+    X, y = planted(300)
+    with pytest.raises(ParameterError, match="does not have: expected some of"):
+        search(NaiveBayesClassifier(), {"depth": [1]}, X, y)
+    with pytest.raises(ParameterError, match="unknown tuning metric 'ndcg'"):
+        search(NaiveBayesClassifier(), {"var_smoothing": [1e-9]}, X, y, metric="ndcg")
+    with pytest.raises(ParameterError, match=r"tune.params.var_smoothing must be a non-empty list"):
+        parameter_trials({"var_smoothing": []})
+    with pytest.raises(ParameterError, match="tune.n_trials"):
+        parameter_trials(SPACE, method="random")
+    with pytest.raises(ParameterError, match="tune.folds must be an integer >= 2"):
+        search(NaiveBayesClassifier(), {"var_smoothing": [1e-9]}, X, y, folds=1)
