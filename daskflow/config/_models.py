@@ -26,14 +26,23 @@ __all__ = [
     "EvaluateConfig",
     "TuneConfig",
     "PredictConfig",
+    "ConversionConfig",
+    "ConversionSourcesConfig",
+    "ClassifierConfig",
+    "ConversionSplitConfig",
+    "ConvergenceConfig",
+    "ScoreConfig",
     "OutputConfig",
     "STAGES",
     "stages_to_run",
 ]
 
-#: Stages an experiment can run, in the order the runner runs them.
-STAGES = ("kpis", "interactions", "train", "evaluate", "tune", "predict")
-Stage = Literal["kpis", "interactions", "train", "evaluate", "tune", "predict"]
+#: Stages an experiment can run, in the order the runner runs them. The recommender:
+#: interactions -> train -> evaluate -> predict; the conversion model: features ->
+#: classify (train and evaluate every configured classifier) -> score (every user).
+STAGES = ("kpis", "interactions", "train", "evaluate", "features", "classify", "tune", "predict", "score")
+Stage = Literal["kpis", "interactions", "train", "evaluate", "features", "classify", "tune", "predict",
+                "score"]
 
 #: Logical column types a source schema may declare (see daskflow.io.COLUMN_TYPES).
 ColumnType = Literal["string", "integer", "float", "number", "boolean", "timestamp",
@@ -43,8 +52,9 @@ FILTER_OPS = ("=", "==", "!=", "<", "<=", ">", ">=", "in", "not in")
 
 # Stages whose results later stages need, and stages not available yet (with the reason).
 _NEEDS = {"train": ("interactions",), "evaluate": ("interactions",),
-          "predict": ("interactions", "train")}
-_NOT_YET = {"tune": "tuning arrives with the tuning issue; remove 'tune' from experiment.stages"}
+          "predict": ("interactions", "train"), "classify": ("features",),
+          "score": ("features", "classify")}
+_NOT_YET: dict[str, str] = {}
 
 PositiveInt = Annotated[int, Field(ge=1)]
 
@@ -208,12 +218,34 @@ class EvaluateConfig(_Section):
 
 
 class TuneConfig(_Section):
-    """Hyperparameter search (run by the `tune` stage)."""
+    """Hyperparameter search (the `tune` stage): trials fanned out on the cluster."""
 
+    target: Literal["conversion", "recommender"] = Field(
+        "conversion", description="What to tune: a conversion classifier (conversion.models) or the "
+        "recommender (not available yet).")
+    model: str | None = Field(None, description="The conversion.models entry to tune; default: the "
+                              "first one.")
     method: Literal["grid", "random"] = "grid"
-    params: dict[str, tuple[Any, ...]] = Field(default_factory=dict)
-    metric: str = "ndcg@10"
+    params: dict[str, tuple[Any, ...]] = Field(min_length=1)
+    metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = "roc_auc"
     n_trials: PositiveInt | None = None
+    folds: int = Field(3, ge=2, description="k of stratified k-fold on the training users.")
+    holdout: float | None = Field(None, gt=0, lt=1, description="Validate on one holdout share instead "
+                                  "of k folds.")
+
+    @field_validator("params")
+    @classmethod
+    def _non_empty_lists(cls, params: dict[str, tuple[Any, ...]]) -> dict[str, tuple[Any, ...]]:
+        for name, values in params.items():
+            if not values:
+                raise ValueError(f"tune.params.{name} is empty: give at least one value")
+        return params
+
+    @model_validator(mode="after")
+    def _random_needs_trials(self) -> TuneConfig:
+        if self.method == "random" and self.n_trials is None:
+            raise ValueError("tune.method random needs tune.n_trials (how many settings to draw)")
+        return self
 
 
 class PredictConfig(_Section):
@@ -224,6 +256,94 @@ class PredictConfig(_Section):
     uri: str | None = Field(None, description="Where to write; default: "
                             "<run dir>/predictions/recommendations.parquet.")
     storage_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConversionSourcesConfig(_Section):
+    """The ``data.sources`` entries the conversion features are built from."""
+
+    listens: str = "listens"
+    users: str = "users"
+    impressions: str = "ad_impressions"
+    conversions: str = "conversions"
+
+
+class ClassifierConfig(_Section):
+    """One classifier of the comparison: a registered model and its constructor arguments."""
+
+    model: str = Field(description="A registered classifier, e.g. logistic_regression.")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("model")
+    @classmethod
+    def _known_classifier(cls, name: str) -> str:
+        from daskflow.models import available_models
+
+        names = available_models("classifier")
+        if name not in names:
+            raise ValueError(f"unknown classifier {name!r}; available: {', '.join(names)}")
+        return name
+
+
+class ConversionSplitConfig(_Section):
+    """How exposed users are split into training and test users."""
+
+    by: Literal["user", "time"] = Field("user", description="'user': a stable hash of user_id; 'time': "
+                                        "users first exposed later are the test set.")
+    test_size: float = Field(0.25, gt=0, lt=1)
+
+
+class ConvergenceConfig(_Section):
+    """The SGD convergence plot: one SGD fit per step size, loss per iteration."""
+
+    model: str = Field(description="A conversion.models entry using logistic_regression with solver sgd.")
+    step_sizes: tuple[Annotated[float, Field(gt=0)], ...] = Field(min_length=1)
+
+
+class ScoreConfig(_Section):
+    """P(convert) for every user, written as Parquet (user_id, p_convert, decile)."""
+
+    model: str | None = Field(None, description="The conversion.models entry that scores; default: the "
+                              "best test ROC AUC.")
+    uri: str | None = Field(None, description="Default: <run dir>/predictions/conversion_scores.parquet.")
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+
+
+def _default_classifiers() -> dict[str, ClassifierConfig]:
+    return {"logistic_regression": ClassifierConfig(model="logistic_regression")}
+
+
+class ConversionConfig(_Section):
+    """The conversion model P(convert | saw house ad): features, classifiers, evaluation, scoring."""
+
+    sources: ConversionSourcesConfig = ConversionSourcesConfig()
+    window_days: PositiveInt = Field(7, description="A conversion counts within this many days after "
+                                     "the first impression.")
+    session_gap_minutes: PositiveInt = 30
+    features_uri: str | None = Field(None, description="Reuse features saved here, or save them here "
+                                     "when missing.")
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    split: ConversionSplitConfig = ConversionSplitConfig()
+    models: dict[str, ClassifierConfig] = Field(default_factory=_default_classifiers, min_length=1)
+    depths: tuple[Annotated[float, Field(gt=0, le=1)], ...] = (0.05, 0.1, 0.2, 0.3, 0.5)
+    calibration_bins: int = Field(10, ge=2)
+    convergence: ConvergenceConfig | None = None
+    score: ScoreConfig = ScoreConfig()
+
+    @model_validator(mode="after")
+    def _names_exist(self) -> ConversionConfig:
+        names = ", ".join(self.models)
+        if self.convergence is not None:
+            entry = self.models.get(self.convergence.model)
+            if entry is None:
+                raise ValueError(f"conversion.convergence.model {self.convergence.model!r} is not in "
+                                 f"conversion.models ({names})")
+            if entry.model != "logistic_regression" or entry.params.get("solver") != "sgd":
+                raise ValueError(f"conversion.convergence.model {self.convergence.model!r} must be a "
+                                 "logistic_regression with params.solver: sgd")
+        if self.score.model is not None and self.score.model not in self.models:
+            raise ValueError(f"conversion.score.model {self.score.model!r} is not in conversion.models "
+                             f"({names})")
+        return self
 
 
 class OutputConfig(_Section):
@@ -241,6 +361,7 @@ class Config(_Section):
     features: FeaturesConfig = FeaturesConfig()
     model: ModelConfig = ModelConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    conversion: ConversionConfig = ConversionConfig()
     tune: TuneConfig | None = None
     predict: PredictConfig = PredictConfig()
     output: OutputConfig = OutputConfig()
@@ -253,6 +374,20 @@ class Config(_Section):
                              f"{', '.join(sorted(self.data.sources))}")
         if "tune" in self.experiment.stages and self.tune is None:
             raise ValueError("experiment.stages has 'tune' but there is no tune: section")
+        conversion_stages = {"features", "classify", "score"} & set(self.experiment.stages)
+        if "tune" in self.experiment.stages and self.tune is not None and self.tune.target == "conversion":
+            conversion_stages.add("tune")
+        if conversion_stages:
+            wanted = self.conversion.sources.model_dump().items()
+            missing = [f"{role}={name!r}" for role, name in wanted if name not in self.data.sources]
+            if missing:
+                raise ValueError(f"stage(s) {sorted(conversion_stages)} read conversion.sources "
+                                 f"{', '.join(missing)}, missing from data.sources (has "
+                                 f"{', '.join(sorted(self.data.sources))})")
+        if self.tune is not None and self.tune.model is not None and self.tune.model not in \
+                self.conversion.models:
+            raise ValueError(f"tune.model {self.tune.model!r} is not in conversion.models "
+                             f"({', '.join(self.conversion.models)})")
         return self
 
 
@@ -267,6 +402,11 @@ def stages_to_run(config: Config) -> list[str]:
     from daskflow._errors import ConfigError
 
     wanted = set(config.experiment.stages)
+    if "tune" in wanted and config.tune is not None and config.tune.target == "recommender":
+        raise ConfigError("tune.target 'recommender' is not available in this version: tune a conversion "
+                          "classifier (tune.target: conversion) or remove 'tune' from experiment.stages")
+    if "tune" in wanted:
+        wanted.add("features")
     for stage in list(wanted):
         wanted.update(_NEEDS.get(stage, ()))
     for stage in sorted(wanted & set(_NOT_YET)):

@@ -3,7 +3,7 @@
 It turns the validated :class:`~daskflow.config.Config` into plain keyword arguments for
 the library layers, runs the stages the experiment names (plus the ones they need), and
 writes ``outputs/<experiment>/<run_id>/`` — ``config.yaml``, ``metrics.json``,
-``run.log`` and ``artifacts/`` — in a temporary directory that is published only when
+``run.log``, ``artifacts/``, ``plots/`` and ``predictions/`` — in a temporary directory that is published only when
 every stage has succeeded.
 """
 
@@ -21,6 +21,13 @@ from daskflow._version import __version__
 from daskflow.cluster import connect, dashboard_link
 from daskflow.config import Config, config_to_yaml, stages_to_run
 from daskflow.evaluation import evaluate_ranking
+from daskflow.experiment._conversion import (
+    ConversionState,
+    stage_classify,
+    stage_features,
+    stage_score,
+    stage_tune,
+)
 from daskflow.experiment._rundir import new_run_id, write_json
 from daskflow.features import InteractionMatrix, build_interactions, leave_k_out_split, log_kpis
 from daskflow.io import atomic_output, read_table, write_parquet
@@ -49,6 +56,7 @@ class _State:
     metrics: dict[str, Any] = field(default_factory=dict)
     matrix: InteractionMatrix | None = None
     model: Any = None
+    conversion: ConversionState = field(default_factory=ConversionState)
 
 
 def run_experiment(config: Config) -> RunResult:
@@ -219,4 +227,6 @@ def _stage_predict(config: Config, state: _State) -> None:
 
 
 _STAGE_FUNCTIONS = {"kpis": _stage_kpis, "interactions": _stage_interactions, "train": _stage_train,
-                    "evaluate": _stage_evaluate, "predict": _stage_predict}
+                    "evaluate": _stage_evaluate, "predict": _stage_predict,
+                    "features": lambda config, state: stage_features(config, state, _read_source),
+                    "classify": stage_classify, "tune": stage_tune, "score": stage_score}

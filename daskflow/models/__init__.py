@@ -63,26 +63,29 @@ def available_models(kind: str | None = None) -> list[str]:
     return sorted(name for name, (k, _) in _REGISTRY.items() if kind is None or k == kind)
 
 
-def model_class(name: str) -> type:
-    """The estimator class registered as ``name``."""
+def model_class(name: str, *, where: str = "model.name") -> type:
+    """The estimator class registered as ``name`` (``where`` names the config key in errors)."""
     from daskflow._errors import ConfigError
 
     if name not in _REGISTRY:
-        raise ConfigError(f"unknown model {name!r} (model.name): available: "
+        raise ConfigError(f"unknown model {name!r} ({where}): available: "
                           f"{', '.join(available_models())}")
     module, _, attribute = _REGISTRY[name][1].partition(":")
     return getattr(importlib.import_module(module), attribute)
 
 
-def make_model(name: str, params: dict[str, Any] | None = None) -> Any:
-    """Instantiate a registered model; unknown names or parameters raise ``ConfigError``."""
+def make_model(name: str, params: dict[str, Any] | None = None, *, where: str = "model") -> Any:
+    """Instantiate a registered model; unknown names or parameters raise ``ConfigError``.
+
+    ``where`` is the config section the name and parameters come from, for the message.
+    """
     from daskflow._errors import ConfigError
 
-    cls = model_class(name)
+    cls = model_class(name, where=f"{where}.name" if where == "model" else where)
     params = dict(params or {})
     allowed = cls().get_params(deep=False)
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ConfigError(f"unknown parameter(s) {', '.join(unknown)} for model {name!r} "
-                          f"(model.params): allowed: {', '.join(sorted(allowed)) or 'none'}")
+                          f"({where}.params): allowed: {', '.join(sorted(allowed)) or 'none'}")
     return cls(**params)

@@ -16,6 +16,7 @@ from daskflow.cli import _main, main
 
 ROOT = Path(__file__).parents[2]
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
+CONVERSION = ROOT / "configs" / "conversion.yaml"
 
 
 def daskflow(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None
@@ -60,8 +61,11 @@ def test_validate_unknown_key_exits_2_naming_it(tmp_path: Path) -> None:
     (["validate", str(QUICKSTART), "evaluate.baselines=[pop]"], ["unknown model(s) ['pop']"]),
     (["frobnicate"], ["invalid choice: 'frobnicate'"]),
     (["generate"], ["the following arguments are required: OUT"]),
-    (["run", str(QUICKSTART), "experiment.stages=[tune]", "tune.metric=ndcg@10"],
-     ["stage 'tune' (experiment.stages) is not available in this version"]),
+    (["run", str(QUICKSTART), "experiment.stages=[tune]", "tune.target=recommender",
+      "tune.params={n_factors: [8, 16]}"],
+     ["tune.target 'recommender' is not available in this version"]),
+    (["validate", str(QUICKSTART), "model.name=naive_bayes"], ["unknown model 'naive_bayes'"]),
+    (["validate", str(CONVERSION), "conversion.models.nb.model=bert"], ["unknown classifier 'bert'"]),
 ])
 def test_user_errors_exit_2(args: list[str], fragments: list[str]) -> None:
     assert_user_error(daskflow(*args), *fragments)

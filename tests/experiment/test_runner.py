@@ -78,9 +78,10 @@ def test_failed_stage_publishes_nothing(tmp_path: Path) -> None:
     assert list((tmp_path / "out" / "test").iterdir()) == []
 
 
-def test_tune_stage_is_refused_up_front(tiny_lake: Path, tmp_path: Path) -> None:
-    cfg = config(tiny_lake, tmp_path, experiment={"name": "x", "stages": ["tune"]}, tune={})
-    with pytest.raises(ConfigError, match="stage 'tune' .* is not available in this version"):
+def test_tuning_the_recommender_is_refused_up_front(tiny_lake: Path, tmp_path: Path) -> None:
+    cfg = config(tiny_lake, tmp_path, experiment={"name": "x", "stages": ["tune"]},
+                 tune={"target": "recommender", "params": {"n_factors": [8, 16]}})
+    with pytest.raises(ConfigError, match="tune.target 'recommender' is not available in this version"):
         run_experiment(cfg)
 
 
