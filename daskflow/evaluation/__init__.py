@@ -1,6 +1,15 @@
-"""Evaluation: ranking metrics over blocks (classification metrics come with the conversion model)."""
+"""Evaluation: ranking metrics of recommenders; classification and targeting metrics of classifiers."""
 
+from daskflow.evaluation._classification import (
+    DEFAULT_DEPTHS,
+    CalibrationTable,
+    ClassifierReport,
+    Curve,
+    GainsTable,
+    evaluate_classifier,
+)
 from daskflow.evaluation._kernels import CUTOFF_METRICS, METRICS, auc_sums, ranking_sums
 from daskflow.evaluation._ranking import evaluate_ranking
 
-__all__ = ["CUTOFF_METRICS", "METRICS", "auc_sums", "evaluate_ranking", "ranking_sums"]
+__all__ = ["CUTOFF_METRICS", "DEFAULT_DEPTHS", "METRICS", "CalibrationTable", "ClassifierReport", "Curve",
+           "GainsTable", "auc_sums", "evaluate_classifier", "evaluate_ranking", "ranking_sums"]
