@@ -3,8 +3,8 @@
 It turns the validated :class:`~daskflow.config.Config` into plain keyword arguments for
 the library layers, runs the stages the experiment names (plus the ones they need), and
 writes ``outputs/<experiment>/<run_id>/`` — ``config.yaml``, ``metrics.json``,
-``run.log``, ``artifacts/``, ``plots/`` and ``predictions/`` — in a temporary directory that is published only when
-every stage has succeeded.
+``run.log``, ``artifacts/``, ``plots/`` and ``predictions/`` — in a temporary directory
+that is published only when every stage has succeeded.
 """
 
 from __future__ import annotations
@@ -172,6 +172,10 @@ def _stage_interactions(config: Config, state: _State) -> None:
     matrix = build_interactions(events, user_col=spec.user_col, item_col=spec.item_col,
                                 weight=spec.weight, time_col=spec.time_col,
                                 block_size=spec.block_size, client=state.client)
+    if matrix.n_users < 2 or matrix.n_items < 2:
+        raise DataError(f"the interaction matrix of source {spec.source!r} has {matrix.n_users} user(s) and "
+                        f"{matrix.n_items} item(s): a recommender needs at least 2 of each. Check "
+                        f"data.sources.{spec.source} (uri, filters)")
     users, items = matrix.mapping_frames()
     users.to_parquet(state.work_dir / "artifacts" / "user_index.parquet", index=False)
     items.to_parquet(state.work_dir / "artifacts" / "item_index.parquet", index=False)

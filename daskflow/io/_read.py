@@ -114,6 +114,20 @@ def read_table(uri: str, *, format: str = "parquet", columns: Sequence[str] | No
     return _read_orc(uri, info, columns, filters, storage_options)
 
 
+def _first_unreadable_file(fs: Any, path: str, format: str) -> str | None:
+    """The first data file under ``path`` whose footer cannot be read, if any."""
+    try:
+        files = sorted(f for f in fs.find(path) if not f.rsplit("/", 1)[-1].startswith(("_", ".")))
+    except OSError:
+        return None
+    for file in files:
+        try:
+            pads.dataset(file, format=format, filesystem=fs).schema  # noqa: B018 - reads the footer
+        except (pa.ArrowException, OSError):
+            return file
+    return None
+
+
 def inspect_table(uri: str, *, format: str = "parquet",
                   storage_options: Mapping[str, Any] | None = None,
                   name: str | None = None) -> TableInfo:
@@ -131,6 +145,11 @@ def inspect_table(uri: str, *, format: str = "parquet",
     try:
         dataset = pads.dataset(path, format=format, partitioning="hive", filesystem=fs)
     except (pa.ArrowException, OSError) as exc:
+        # Arrow infers the schema from the first file; name the file it could not read.
+        bad = _first_unreadable_file(fs, path, format)
+        if bad is not None:
+            raise DataError(f"file {bad} of {label} is not a readable {format} file ({exc}): replace or "
+                            "remove it") from exc
         raise DataError(f"cannot open {label} as a {format} table: {exc}") from exc
     files = tuple(dataset.files)
     if not files:

@@ -1,0 +1,270 @@
+"""The bad-input catalogue: every case goes through the CLI (``daskflow.cli.main``).
+
+Each must exit with code 2, print exactly one ``daskflow: error:`` line naming the problem,
+where it is and how to fix it, print no traceback, and publish nothing. docs/errors.md lists
+the same cases. Runs use a thread-based single-worker LocalCluster to stay quick.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.orc as orc
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from daskflow.cli import main
+
+ROOT = Path(__file__).parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Case:
+    """One bad input: how to make it (returns extra CLI arguments) and what the message says."""
+
+    make: Callable[[Path, Path], list[str]]
+    fragments: tuple[str, ...]
+    command: str = "run"
+
+
+def base_config(lake: Path, out: Path) -> dict:
+    """A small recommender experiment on the lake (popularity: quick to fit)."""
+    return {
+        "experiment": {"name": "bad", "stages": ["interactions", "train"]},
+        "cluster": {"n_workers": 1, "processes": False, "dashboard_address": ":0"},
+        "data": {"sources": {
+            "listens": {"uri": str(lake / "listens"),
+                        "schema": {"user_id": "string", "track_id": "string", "ms_played": "integer",
+                                   "ts": "timestamp"}},
+            "users": {"uri": str(lake / "users")},
+            "ad_impressions": {"uri": str(lake / "ad_impressions")},
+            "conversions": {"uri": str(lake / "conversions")}}},
+        "model": {"name": "popularity"},
+        "output": {"dir": str(out)},
+    }
+
+
+def copy_listens(lake: Path, work: Path) -> Path:
+    target = work / "listens"
+    shutil.copytree(lake / "listens", target)
+    return target
+
+
+def write_day(root: Path, day: str, table: pa.Table, name: str = "extra.parquet") -> None:
+    (root / f"date={day}").mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, root / f"date={day}" / name)
+
+
+def listens_rows(user_id: pa.Array | list, ms_played: pa.Array | list) -> pa.Table:
+    n = len(ms_played)
+    return pa.table({"user_id": user_id, "track_id": [f"t{i}" for i in range(n)],
+                     "artist_id": ["a"] * n, "ms_played": ms_played,
+                     "ts": pa.array([1_767_225_600_000 + i for i in range(n)], pa.timestamp("ms")),
+                     "platform": ["web"] * n, "country": ["SE"] * n})
+
+
+def uri(path: Path | str) -> list[str]:
+    return [f"data.sources.listens.uri={path}"]
+
+
+def _corrupt(lake: Path, work: Path) -> list[str]:
+    listens = copy_listens(lake, work)
+    (listens / "date=2026-01-01" / "broken.parquet").write_bytes(b"PAR1 not really parquet")
+    return uri(listens)
+
+
+def _orc_wrong_schema(lake: Path, work: Path) -> list[str]:
+    (work / "orc").mkdir()
+    orc.write_table(pa.table({"user_id": [1, 2], "track_id": ["x", "y"], "ms_played": [1, 2],
+                              "ts": pa.array([1, 2], pa.timestamp("ms"))}), work / "orc" / "p.orc")
+    return uri(work / "orc") + ["data.sources.listens.format=orc"]
+
+
+def _bad_counts(value: float) -> Callable[[Path, Path], list[str]]:
+    def make(lake: Path, work: Path) -> list[str]:
+        root = work / "counts"
+        write_day(root, "2026-01-01", listens_rows(["u1", "u2", "u3"], pa.array([4.0, 2.0, 1.0])))
+        write_day(root, "2026-01-02", listens_rows(["u1", "u2"], pa.array([value, 5.0])))
+        return uri(root) + ["data.sources.listens.schema.ms_played=number",
+                            "features.interactions.weight=ms_played"]
+    return make
+
+
+def _single_user(lake: Path, work: Path) -> list[str]:
+    root = work / "one"
+    write_day(root, "2026-01-01", listens_rows(["u1"] * 3, [1, 2, 3]))
+    return uri(root)
+
+
+def _mixed_ids(lake: Path, work: Path) -> list[str]:
+    listens = copy_listens(lake, work)
+    write_day(listens, "2026-01-02", listens_rows(pa.array([17, 18], pa.int64()), [1, 2]))
+    return uri(listens)
+
+
+def _drift(lake: Path, work: Path) -> list[str]:
+    listens = copy_listens(lake, work)
+    write_day(listens, "2026-01-03", listens_rows(["u1", "u2"], pa.array(["1", "2"])))
+    return uri(listens) + ["data.sources.listens.schema={}"]
+
+
+def _empty_dir(lake: Path, work: Path) -> list[str]:
+    (work / "empty").mkdir()
+    return uri(work / "empty")
+
+
+def _unset_env(lake: Path, work: Path) -> list[str]:
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["cluster"]["memory_limit"] = "${env:DASKFLOW_SURELY_UNSET_VARIABLE}"
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    return []
+
+
+def _unknown_key(lake: Path, work: Path) -> list[str]:
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["model"]["nmae"] = "als"
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    return []
+
+
+def _not_writable(lake: Path, work: Path) -> list[str]:
+    (work / "a-file").write_text("not a directory")
+    return [f"output.dir={work / 'a-file' / 'outputs'}"]
+
+
+def _existing_run(lake: Path, work: Path) -> list[str]:
+    (work / "out" / "bad" / "fixed").mkdir(parents=True)
+    return ["output.run_id=fixed"]
+
+
+def _unreachable_s3(lake: Path, work: Path) -> list[str]:
+    port = free_port()  # nothing listens there
+    return ["data.sources.listens.uri=s3://lake/listens",
+            f"data.sources.listens.storage_options={{endpoint_url: 'http://127.0.0.1:{port}', "
+            "key: a, secret: b}"]
+
+
+def _unreachable_scheduler(lake: Path, work: Path) -> list[str]:
+    return [f"cluster.address=tcp://127.0.0.1:{free_port()}", "cluster.connect_timeout=0.5",
+            "cluster.processes=true", "cluster.n_workers=1"]
+
+
+def _conversion(*overrides: str) -> Callable[[Path, Path], list[str]]:
+    def make(lake: Path, work: Path) -> list[str]:
+        return ["experiment.stages=[features,classify]", *overrides]
+    return make
+
+
+def _static(*arguments: str) -> Callable[[Path, Path], list[str]]:
+    return lambda lake, work: list(arguments)
+
+
+CASES: dict[str, Case] = {
+    "missing path": Case(lambda lake, work: uri(work / "nope"),
+                         ("no data at source 'listens'", "the path does not exist")),
+    "empty directory": Case(_empty_dir, ("no parquet files in", "the directory is empty")),
+    "corrupt parquet file": Case(_corrupt, ("broken.parquet", "is not a readable parquet file")),
+    "orc file with a wrong schema": Case(_orc_wrong_schema,
+                                         ("column 'user_id' of source 'listens'", "expected string")),
+    "required column missing": Case(_static("data.sources.listens.schema.plays=integer"),
+                                    ("required column 'plays' is missing from source 'listens'",)),
+    "column of the wrong type": Case(_static("data.sources.listens.schema.user_id=integer"),
+                                     ("column 'user_id' of source 'listens'", "expected integer")),
+    "NaN play counts": Case(_bad_counts(float("nan")), ("'ms_played'", "negative, NaN or infinite")),
+    "negative play counts": Case(_bad_counts(-3.0), ("'ms_played'", "negative, NaN or infinite")),
+    "empty table after filters": Case(_static("data.sources.listens.filters=[[date, '>', '2030-01-01']]"),
+                                      ("has no rows (after filters)", "filters")),
+    "a single user": Case(_single_user, ("has 1 user(s)", "needs at least 2 of each")),
+    "mixed ID types": Case(_mixed_ids, ("schema drift", "'user_id'")),
+    "schema drift between partitions": Case(_drift, ("schema drift", "'ms_played'")),
+    "unknown config key": Case(_unknown_key, ("unknown key 'model.nmae'",)),
+    "wrong type in config": Case(_static("cluster.n_workers=two"), ("cluster.n_workers", "integer")),
+    "n_factors 0": Case(_static("model.name=als", "model.params={n_factors: 0}"),
+                        ("n_factors=0", "is invalid")),
+    "negative regularization": Case(_static("model.name=als", "model.params={regularization: -1.0}"),
+                                    ("regularization=-1.0", "is invalid")),
+    "unknown model name": Case(_static("model.name=bert"), ("unknown model 'bert'", "available: als")),
+    "unknown classifier": Case(_conversion("conversion.models={m: {model: bert}}"),
+                               ("unknown classifier 'bert'",)),
+    "mini_batch_fraction 0": Case(
+        _conversion("conversion.models={m: {model: logistic_regression, "
+                    "params: {solver: sgd, mini_batch_fraction: 0.0}}}"),
+        ("mini_batch_fraction", "(0, 1]")),
+    "mini_batch_fraction above 1": Case(
+        _conversion("conversion.models={m: {model: logistic_regression, "
+                    "params: {solver: sgd, mini_batch_fraction: 1.5}}}"),
+        ("mini_batch_fraction", "(0, 1]")),
+    "C not positive": Case(
+        _conversion("conversion.models={m: {model: logistic_regression, params: {C: 0}}}"),
+        ("C=0", "is invalid")),
+    "conversion stage without its sources": Case(
+        _conversion("data.sources={listens: {uri: x}}"), ("conversion.sources", "missing from data.sources")),
+    "bad override syntax": Case(_static("model.name"), ("bad override 'model.name'",)),
+    "unset environment variable": Case(_unset_env, ("DASKFLOW_SURELY_UNSET_VARIABLE", "is not set")),
+    "unreachable scheduler address": Case(_unreachable_scheduler,
+                                          ("cannot reach the Dask scheduler", "after 3 attempts")),
+    "unreachable S3 endpoint": Case(_unreachable_s3, ("cannot reach source 'listens'", "endpoint")),
+    "output path not writable": Case(_not_writable, ("output directory", "output.dir")),
+    "an existing run directory": Case(_existing_run, ("run directory", "already exists")),
+    "missing config file": Case(lambda lake, work: ["--config-missing"], ("does not exist",),
+                                command="validate"),
+}
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny lake, generated once for the catalogue."""
+    from daskflow.sample import generate_lake
+    from tests.conftest import TINY
+
+    root = tmp_path_factory.mktemp("bad-lake") / "lake"
+    generate_lake(str(root), scale=TINY, format="parquet", seed=7)
+    return root
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_exits_2_with_one_actionable_message(name: str, lake: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    case = CASES[name]
+    monkeypatch.delenv("DASKFLOW_SURELY_UNSET_VARIABLE", raising=False)
+    out = tmp_path / "out"
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(base_config(lake, out)))
+    extra = case.make(lake, tmp_path)
+    if extra == ["--config-missing"]:
+        argv = ["-q", case.command, str(tmp_path / "missing.yaml")]
+    else:
+        argv = ["-q", case.command, str(config), *extra]
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    assert "Traceback" not in captured.err
+    errors = [line for line in captured.err.splitlines() if line.startswith("daskflow: error:")]
+    assert len(errors) == 1, captured.err
+    for fragment in case.fragments:
+        assert fragment in captured.err, captured.err
+    published = [p for p in (out / "bad").glob("*") if p.name != "fixed"] if (out / "bad").exists() else []
+    assert published == [], f"a failed run published {published}"
+    assert not any(p.name.startswith(".") and p.is_dir() for p in (out / "bad").glob(".*")) \
+        if (out / "bad").exists() else True
+
+
+def test_the_catalogue_is_documented() -> None:
+    text = (ROOT / "docs" / "errors.md").read_text()
+    missing = [name for name in CASES if f"| {name} |" not in text]
+    assert missing == []
+    assert len(CASES) >= 25
+
