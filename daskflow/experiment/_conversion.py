@@ -12,7 +12,6 @@ import logging
 import pickle
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ import numpy as np
 from daskflow._dask import compute, persist
 from daskflow._errors import DataError
 from daskflow.config import Config
+from daskflow.experiment._rundir import plots_dir
 from daskflow.io import open_filesystem, write_parquet
 
 __all__ = ["ConversionState", "stage_features", "stage_classify", "stage_tune", "stage_score"]
@@ -37,12 +37,6 @@ class ConversionState:
     test: tuple[Any, Any] | None = None
     models: dict[str, Any] = field(default_factory=dict)
     reports: dict[str, Any] = field(default_factory=dict)
-
-
-def _plots_dir(state: Any) -> Path:
-    path = state.work_dir / "plots"
-    path.mkdir(exist_ok=True)
-    return path
 
 
 def stage_features(config: Config, state: Any, read_source: Any) -> None:
@@ -109,7 +103,7 @@ def stage_classify(config: Config, state: Any) -> None:
     metrics.update({"split": {"by": spec.split.by, "train_users": int(n_train), "test_users": int(n_test),
                               "features": list(conv.encoder.get_feature_names_out())},
                     "models": results})
-    plots = _plots_dir(state)
+    plots = plots_dir(state.work_dir)
     plot_roc(conv.reports, plots / "roc.png")
     plot_gains(conv.reports, plots / "gains.png")
     plot_calibration(conv.reports, plots / "calibration.png")
@@ -154,7 +148,7 @@ def _convergence_plot(config: Config, state: Any, X_train: Any, y_train: Any) ->
                            where=f"conversion.models.{spec.model}")
         model.fit(X_train, y_train, client=state.client)
         curves[f"step_size={step:g}"] = list(model.loss_curve_)
-    plot_convergence(curves, _plots_dir(state) / "sgd_convergence.png",
+    plot_convergence(curves, plots_dir(state.work_dir) / "sgd_convergence.png",
                      title=f"SGD convergence ({spec.model})", log_y=True)
     state.metrics["conversion"]["convergence"] = {
         label: {"final_loss": round(float(curve[-1]), 8), "iterations": len(curve)}
@@ -181,7 +175,7 @@ def stage_tune(config: Config, state: Any) -> None:
                     folds=spec.folds, holdout=spec.holdout, metric=spec.metric, seed=config.experiment.seed,
                     client=state.client)
     result.to_netcdf(str(state.work_dir / "artifacts" / "tuning.nc"))
-    plots = _plots_dir(state)
+    plots = plots_dir(state.work_dir)
     numeric = [p for p in spec.params if np.asarray(result.dataset[p]).dtype.kind in "if"]
     if spec.method == "grid":
         for param in spec.params:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["new_run_id", "write_json"]
+__all__ = ["new_run_id", "plots_dir", "write_json"]
 
 
 def new_run_id() -> str:
@@ -25,3 +25,10 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     return str(value)
+
+
+def plots_dir(work_dir: Path) -> Path:
+    """``<run dir>/plots/``, created on first use (the report embeds every PNG in it)."""
+    path = work_dir / "plots"
+    path.mkdir(exist_ok=True)
+    return path

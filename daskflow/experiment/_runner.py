@@ -28,7 +28,7 @@ from daskflow.experiment._conversion import (
     stage_score,
     stage_tune,
 )
-from daskflow.experiment._rundir import new_run_id, write_json
+from daskflow.experiment._rundir import new_run_id, plots_dir, write_json
 from daskflow.features import InteractionMatrix, build_interactions, leave_k_out_split, log_kpis
 from daskflow.io import atomic_output, read_table, write_parquet
 from daskflow.models import make_model
@@ -99,8 +99,22 @@ def run_experiment(config: Config) -> RunResult:
             log.setLevel(previous_level)
             handler.close()
         write_json(work_dir / "metrics.json", metrics)
+        _write_report(work_dir, metrics, config)
     log.info("run published at %s", run_dir)
     return RunResult(run_dir, metrics)
+
+
+#: Plots in the order the report shows them (file stems); others (tuning) follow by name.
+_PLOT_ORDER = ("ranking_metrics", "als_loss", "roc", "gains", "calibration", "sgd_convergence",
+               "tuning_heatmap")
+
+
+def _write_report(work_dir: Path, metrics: dict[str, Any], config: Config) -> None:
+    from daskflow.reporting import write_report
+
+    plots = sorted((work_dir / "plots").glob("*.png"), key=lambda p: (
+        _PLOT_ORDER.index(p.stem) if p.stem in _PLOT_ORDER else len(_PLOT_ORDER), p.name))
+    write_report(work_dir / "report.html", metrics, config_text=config_to_yaml(config), plots=plots)
 
 
 def _run_stages(config: Config, stages: list[str], run_id: str, work_dir: Path) -> dict[str, Any]:
@@ -196,6 +210,12 @@ def _stage_train(config: Config, state: _State) -> None:
         if hasattr(model, curve):
             summary[curve.rstrip("_")] = [round(float(v), 6) for v in getattr(model, curve)]
     state.metrics["model"] = summary
+    if summary.get("loss_curve"):
+        from daskflow.reporting import plot_convergence
+
+        plot_convergence({config.model.name: summary["loss_curve"]},
+                         plots_dir(state.work_dir) / "als_loss.png",
+                         title=f"{config.model.name} training loss per iteration")
 
 
 def _stage_evaluate(config: Config, state: _State) -> None:
@@ -218,6 +238,11 @@ def _stage_evaluate(config: Config, state: _State) -> None:
             log.info("%s, %s split: %s", name, split, ", ".join(
                 f"{k}={v:.4f}" for k, v in scores.items() if k != "n_users"))
     state.metrics["evaluation"] = results
+    from daskflow.reporting import plot_ranking_metrics
+
+    per_model = {f"{name} ({split})": {k: v for k, v in scores.items() if "@" in k}
+                 for name, splits in results.items() for split, scores in splits.items()}
+    plot_ranking_metrics(per_model, plots_dir(state.work_dir) / "ranking_metrics.png")
 
 
 def _stage_predict(config: Config, state: _State) -> None:

@@ -1,4 +1,5 @@
-"""Plots for the run report: each function writes one PNG from plain data and returns its path.
+"""The run report and its plots: each plot function writes one PNG from plain data and returns
+its path; :func:`write_report` assembles ``report.html`` from the metrics and the PNGs.
 
 Importing this package is cheap: matplotlib (and xarray) are imported on the first plot,
 so the CLI and the workers do not pay for them. Figures are drawn on matplotlib's Agg
@@ -22,14 +23,16 @@ if TYPE_CHECKING:
         plot_tuning,
         plot_tuning_heatmap,
     )
+    from daskflow.reporting._report import write_report
 
 __all__ = ["plot_calibration", "plot_convergence", "plot_gains", "plot_ranking_metrics", "plot_roc",
-           "plot_tuning", "plot_tuning_heatmap"]
+           "plot_tuning", "plot_tuning_heatmap", "write_report"]
 
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        return getattr(importlib.import_module("daskflow.reporting._plots"), name)
+        module = "_report" if name == "write_report" else "_plots"
+        return getattr(importlib.import_module(f"daskflow.reporting.{module}"), name)
     raise AttributeError(f"module 'daskflow.reporting' has no attribute {name!r}")
 
 

@@ -1,0 +1,167 @@
+"""``report.html``: one self-contained page per run (no server, no network, no JavaScript).
+
+Everything the page shows is inside it: the plots are embedded as base64 PNG data URIs,
+the styles inline. It is built from plain data — the run's metrics dictionary, the
+resolved config text and a list of PNG files — so it needs nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["write_report"]
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1100px;
+color:#1d1d1f;padding:0 1rem}
+h1{font-size:1.6rem;margin-bottom:.2rem} h2{font-size:1.25rem;border-bottom:1px solid #ddd;
+padding-bottom:.2rem;margin-top:2rem} .meta{color:#555}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem} th,td{border:1px solid #ddd;
+padding:.25rem .6rem;text-align:right} th{background:#f5f5f7} td:first-child,th:first-child{text-align:left}
+pre{background:#f5f5f7;padding:.8rem;overflow:auto;font-size:.8rem}
+figure{display:inline-block;margin:.5rem;vertical-align:top} figure img{max-width:520px;
+border:1px solid #eee} figcaption{font-size:.85rem;color:#555;text-align:center}
+"""
+
+#: Caption of each plot the runner writes, by file stem.
+_CAPTIONS = {
+    "ranking_metrics": "Ranking metrics vs cut-off k, per model and split",
+    "als_loss": "ALS training loss per iteration",
+    "roc": "ROC curves on the test users",
+    "gains": "Targeting curve: share of conversions kept vs share of users targeted",
+    "calibration": "Calibration: observed conversion rate vs predicted probability",
+    "sgd_convergence": "SGD convergence: objective per iteration for several step sizes",
+    "tuning_heatmap": "Validation metric over the two tuned hyperparameters",
+}
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, list | dict):
+        return html.escape(json.dumps(value, default=str))
+    return html.escape(str(value))
+
+
+def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    if not rows:
+        return "<p>(none)</p>"
+    columns = list(columns or dict.fromkeys(k for row in rows for k in row))
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_format(row.get(c, ''))}</td>" for c in columns) + "</tr>"
+                   for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _key_values(data: Mapping[str, Any]) -> str:
+    rows = [{"": key, "value": value} for key, value in data.items()
+            if not isinstance(value, dict | list) or len(json.dumps(value, default=str)) < 200]
+    return _table(rows)
+
+
+def _image(path: Path) -> str:
+    encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+    stem = path.stem
+    caption = _CAPTIONS.get(stem) or (f"Tuning: validation metric vs {stem.removeprefix('tuning_')}"
+                                      if stem.startswith("tuning_") else stem.replace("_", " "))
+    return (f'<figure><img src="data:image/png;base64,{encoded}" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _recommender_sections(metrics: Mapping[str, Any]) -> list[str]:
+    parts = []
+    if "interactions" in metrics:
+        parts += ["<h3>Interaction matrix</h3>", _key_values(metrics["interactions"])]
+    if "model" in metrics:
+        model = {k: v for k, v in metrics["model"].items() if k not in ("loss_curve", "iteration_seconds")}
+        parts += ["<h3>Recommender</h3>", _key_values(model)]
+    evaluation = metrics.get("evaluation")
+    if evaluation:
+        rows = [{"model": name, "split": split, **{k: v for k, v in scores.items() if k != "holdout"}}
+                for name, splits in evaluation.items() for split, scores in splits.items()]
+        parts += ["<h3>Ranking metrics (leave-k-out)</h3>", _table(rows)]
+    if "predict" in metrics:
+        parts += ["<h3>Recommendations</h3>", _key_values(metrics["predict"])]
+    return parts
+
+
+def _conversion_sections(metrics: Mapping[str, Any]) -> list[str]:
+    conversion = metrics.get("conversion")
+    if not conversion:
+        return []
+    parts = []
+    if "population" in conversion:
+        parts += ["<h3>Population (users who saw a house ad)</h3>", _key_values(conversion["population"])]
+    models = conversion.get("models", {})
+    if models:
+        rows = []
+        for name, result in models.items():
+            gains = result.get("gains") or {}
+            row = {"model": name, "classifier": result.get("model"), "fit s": result.get("fit_seconds", ""),
+                   "ROC AUC": result.get("roc_auc"), "PR AUC": result.get("pr_auc"),
+                   "log loss": result.get("log_loss"), "Brier": result.get("brier")}
+            for share, kept, lift in zip(gains.get("share_targeted", []), gains.get("share_kept", []),
+                                         gains.get("lift", []), strict=False):
+                row[f"kept@{share:.0%}"] = kept
+                row[f"lift@{share:.0%}"] = lift
+            rows.append(row)
+        parts += ["<h3>Conversion models on the test users</h3>", _table(rows)]
+    if "tune" in metrics:
+        parts += ["<h3>Tuning</h3>", _key_values(metrics["tune"])]
+    if "score" in conversion:
+        parts += ["<h3>Scoring every user</h3>", _key_values(conversion["score"])]
+    return parts
+
+
+def write_report(path: str | Path, metrics: Mapping[str, Any], *, config_text: str = "",
+                 plots: Sequence[str | Path] = (), title: str | None = None) -> Path:
+    """Write the self-contained HTML report of a run and return its path.
+
+    Parameters
+    ----------
+    path : path of the ``.html`` file to write
+    metrics : the run's metrics (what ``metrics.json`` holds)
+    config_text : the resolved configuration (YAML), shown verbatim
+    plots : PNG files to embed, in order
+    title : page title; default from the experiment name and run id
+    """
+    path = Path(path)
+    name = metrics.get("experiment", "daskflow run")
+    title = title or f"{name} — run {metrics.get('run_id', '')}"
+    link = metrics.get("dashboard_link")
+    meta = [f"daskflow {html.escape(str(metrics.get('daskflow_version', '')))}",
+            f"stages: {html.escape(' → '.join(metrics.get('stages', [])))}",
+            f"wall time: {_format(metrics.get('wall_time_s', ''))} s"]
+    if link:
+        meta.append(f'Dask dashboard (while the run was live): <a href="{html.escape(link)}">'
+                    f"{html.escape(link)}</a>")
+    timings = [{"stage": stage, "seconds": seconds}
+               for stage, seconds in metrics.get("timings_s", {}).items()]
+    body = [f"<h1>{html.escape(title)}</h1>", f'<p class="meta">{" · ".join(meta)}</p>',
+            "<h2>Timings per stage</h2>", _table(timings)]
+    if "data" in metrics:
+        body += ["<h2>Data</h2>", _key_values(metrics["data"])]
+    sections = _recommender_sections(metrics)
+    if sections:
+        body += ["<h2>Recommender</h2>", *sections]
+    sections = _conversion_sections(metrics)
+    if sections:
+        body += ["<h2>Conversion model</h2>", *sections]
+    images = [Path(p) for p in plots]
+    if images:
+        body += ["<h2>Plots</h2>", *(_image(p) for p in images)]
+    if config_text:
+        body += ["<h2>Configuration</h2>", f"<pre>{html.escape(config_text)}</pre>"]
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
+            f"<body>{''.join(body)}</body></html>\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path
