@@ -350,6 +350,8 @@ class OutputConfig(_Section):
     dir: str = "outputs"
     run_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
                                description="Default: a timestamp plus a random suffix.")
+    performance_report: bool = Field(False, description="Save Dask's performance report of the stages "
+                                     "as dask-performance.html in the run directory.")
 
 
 class Config(_Section):

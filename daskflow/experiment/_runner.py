@@ -9,6 +9,7 @@ that is published only when every stage has succeeded.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -131,11 +132,21 @@ def _run_stages(config: Config, stages: list[str], run_id: str, work_dir: Path) 
         state = _State(client=client, work_dir=work_dir, metrics=metrics)
         if config.data.sample is not None:
             _timed(state, "sample", lambda: _ensure_sample(config, client))
-        for stage in stages:
-            log.info("stage %s ...", stage)
-            _timed(state, stage, lambda stage=stage: _STAGE_FUNCTIONS[stage](config, state))
+        with _performance_report(config, work_dir):
+            for stage in stages:
+                log.info("stage %s ...", stage)
+                _timed(state, stage, lambda stage=stage: _STAGE_FUNCTIONS[stage](config, state))
     metrics["wall_time_s"] = round(time.time() - started, 3)
     return metrics
+
+
+def _performance_report(config: Config, work_dir: Path) -> contextlib.AbstractContextManager[Any]:
+    """Dask's own HTML profile of every task the stages ran (output.performance_report)."""
+    if not config.output.performance_report:
+        return contextlib.nullcontext()
+    from distributed import performance_report
+
+    return performance_report(filename=str(work_dir / "dask-performance.html"))
 
 
 def _timed(state: _State, name: str, function: Any) -> None:
