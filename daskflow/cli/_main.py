@@ -1,4 +1,4 @@
-"""``daskflow`` command line: generate, validate, run.
+"""``daskflow`` command line: generate, validate, run, k8s manifest.
 
 Exit codes: 0 success; 2 a user error (bad config, missing data, bad schema...) printed
 as one message without a traceback; 1 an internal error (a bug: the traceback is printed);
@@ -55,6 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run an experiment")
     run.add_argument("config", metavar="CONFIG")
     run.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in its working "
+                     "directory (printed at the start of the run), from the last checkpoint")
+
+    k8s = commands.add_parser("k8s", help="Kubernetes: the DaskCluster an experiment would create")
+    k8s_commands = k8s.add_subparsers(dest="k8s_command", metavar="COMMAND", parser_class=_Parser,
+                                      required=True)
+    manifest = k8s_commands.add_parser("manifest", help="print the DaskCluster resource of CONFIG, checked "
+                                       "against the operator's CRD")
+    manifest.add_argument("config", metavar="CONFIG")
+    manifest.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    manifest.add_argument("-o", "--output", metavar="FILE", help="write the YAML to FILE, not stdout")
     return parser
 
 
@@ -121,9 +132,33 @@ def _run(args: argparse.Namespace) -> int:
     from daskflow.experiment import run_experiment
 
     config = load_config(args.config, args.overrides)
-    result = run_experiment(config)
+    result = run_experiment(config, resume=args.resume)
     print(json.dumps({"run_dir": str(result.run_dir), "metrics": str(result.run_dir / "metrics.json")}))
     return EXIT_OK
 
 
-_COMMANDS = {"generate": _generate, "validate": _validate, "run": _run}
+def _k8s(args: argparse.Namespace) -> int:
+    from daskflow._errors import ConfigError, OutputError
+    from daskflow.cluster import build_manifest, manifest_to_yaml
+    from daskflow.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    if config.cluster.kubernetes is None:
+        raise ConfigError(f"{args.config} runs on cluster.kind {config.cluster.kind!r}: expected kind "
+                          "kubernetes. Add a cluster.kubernetes section, or pass cluster.kind=kubernetes")
+    text = manifest_to_yaml(build_manifest(**config.cluster.kubernetes.model_dump()))
+    if args.output is None:
+        print(text, end="")
+        print("# valid DaskCluster (checked against the operator's CRD)", file=sys.stderr)
+        return EXIT_OK
+    try:
+        with open(args.output, "w") as stream:
+            stream.write(text)
+    except OSError as exc:
+        raise OutputError(f"cannot write the manifest to {args.output} ({exc.strerror}): choose a "
+                          "writable --output path") from exc
+    print(f"# valid DaskCluster written to {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+_COMMANDS = {"generate": _generate, "validate": _validate, "run": _run, "k8s": _k8s}

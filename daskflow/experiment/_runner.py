@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from daskflow._errors import DataError, OutputError
+from daskflow._errors import ConfigError, DataError, OutputError
 from daskflow._version import __version__
 from daskflow.cluster import connect, dashboard_link
 from daskflow.config import Config, config_to_yaml, stages_to_run
@@ -40,6 +41,9 @@ __all__ = ["run_experiment", "RunResult"]
 
 log = logging.getLogger("daskflow")
 
+#: Directory of a run's working directory kept when the run is resumed.
+CHECKPOINTS = "checkpoints"
+
 @dataclass
 class RunResult:
     """Where a finished run was published and what it measured."""
@@ -58,10 +62,18 @@ class _State:
     matrix: InteractionMatrix | None = None
     model: Any = None
     conversion: ConversionState = field(default_factory=ConversionState)
+    resumed: bool = False
 
 
-def run_experiment(config: Config) -> RunResult:
+def run_experiment(config: Config, *, resume: str | Path | None = None) -> RunResult:
     """Run an experiment end to end and publish its run directory.
+
+    Parameters
+    ----------
+    config : the validated experiment
+    resume : path of the working directory of an interrupted run of the same config (what
+        the log printed as "resume with ... --resume DIR"): the stages run again in it and
+        model fits continue from their last checkpoint.
 
     Raises
     ------
@@ -70,6 +82,8 @@ def run_experiment(config: Config) -> RunResult:
     """
     stages = stages_to_run(config)
     run_id = config.output.run_id or new_run_id()
+    if resume is not None:
+        run_id = _resumed_run_id(config, Path(resume))
     run_dir = Path(config.output.dir) / config.experiment.name / run_id
     if run_dir.exists():
         raise OutputError(f"run directory {run_dir} already exists: choose another output.run_id or "
@@ -82,8 +96,12 @@ def run_experiment(config: Config) -> RunResult:
     if not os.access(run_dir.parent, os.W_OK):
         raise OutputError(f"output directory {run_dir.parent} is not writable: set output.dir to a "
                           "writable location")
-    with atomic_output(str(run_dir)) as tmp:
+    with atomic_output(str(run_dir), reuse=None if resume is None else str(resume)) as tmp:
         work_dir = Path(tmp)
+        if resume is not None:
+            _clear_for_resume(work_dir)
+        log.info("working in %s; if this run is interrupted, continue it with: daskflow run CONFIG "
+                 "--resume %s", work_dir, work_dir)
         (work_dir / "artifacts").mkdir()
         (work_dir / "config.yaml").write_text(config_to_yaml(config))
         handler = logging.FileHandler(work_dir / "run.log")
@@ -94,7 +112,7 @@ def run_experiment(config: Config) -> RunResult:
             log.setLevel(logging.INFO)
         log.addHandler(handler)
         try:
-            metrics = _run_stages(config, stages, run_id, work_dir)
+            metrics = _run_stages(config, stages, run_id, work_dir, resumed=resume is not None)
         finally:
             log.removeHandler(handler)
             log.setLevel(previous_level)
@@ -103,6 +121,30 @@ def run_experiment(config: Config) -> RunResult:
         _write_report(work_dir, metrics, config)
     log.info("run published at %s", run_dir)
     return RunResult(run_dir, metrics)
+
+
+def _resumed_run_id(config: Config, directory: Path) -> str:
+    """Check ``directory`` is an interrupted run of this very config; return its run id."""
+    name = directory.name
+    if not (directory.is_dir() and name.startswith(".") and ".tmp-" in name):
+        raise OutputError(f"--resume {directory}: not the working directory of an interrupted run "
+                          "(expected outputs/<experiment>/.<run_id>.tmp-*, as the run's log printed)")
+    saved = directory / "config.yaml"
+    if not saved.exists() or saved.read_text() != config_to_yaml(config):
+        raise ConfigError(f"--resume {directory}: the config differs from the interrupted run's "
+                          f"({saved}); resume with the same config file and overrides")
+    return name[1:].rsplit(".tmp-", 1)[0]
+
+
+def _clear_for_resume(work_dir: Path) -> None:
+    """Keep the checkpoints of the interrupted attempt; everything else is made again."""
+    for entry in work_dir.iterdir():
+        if entry.name == CHECKPOINTS:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 #: Plots in the order the report shows them (file stems); others (tuning) follow by name.
@@ -118,7 +160,8 @@ def _write_report(work_dir: Path, metrics: dict[str, Any], config: Config) -> No
     write_report(work_dir / "report.html", metrics, config_text=config_to_yaml(config), plots=plots)
 
 
-def _run_stages(config: Config, stages: list[str], run_id: str, work_dir: Path) -> dict[str, Any]:
+def _run_stages(config: Config, stages: list[str], run_id: str, work_dir: Path, *,
+                resumed: bool = False) -> dict[str, Any]:
     started = time.time()
     metrics: dict[str, Any] = {
         "experiment": config.experiment.name, "run_id": run_id, "daskflow_version": __version__,
@@ -129,7 +172,7 @@ def _run_stages(config: Config, stages: list[str], run_id: str, work_dir: Path) 
         link = dashboard_link(client)
         metrics["dashboard_link"] = link
         log.info("Dask dashboard: %s", link)
-        state = _State(client=client, work_dir=work_dir, metrics=metrics)
+        state = _State(client=client, work_dir=work_dir, metrics=metrics, resumed=resumed)
         if config.data.sample is not None:
             _timed(state, "sample", lambda: _ensure_sample(config, client))
         with _performance_report(config, work_dir):
@@ -215,7 +258,15 @@ def _stage_interactions(config: Config, state: _State) -> None:
 
 def _stage_train(config: Config, state: _State) -> None:
     model = make_model(config.model.name, config.model.params)
-    state.model = model.fit(state.matrix, client=state.client)
+    fit_options: dict[str, Any] = {}
+    if "checkpoint_dir" in model.get_params():
+        # The train fit checkpoints inside the run, so an interrupted run can be resumed.
+        if model.checkpoint_dir is None:
+            model.set_params(checkpoint_dir=str(state.work_dir / CHECKPOINTS / "train"))
+        fit_options["resume"] = state.resumed
+    state.model = model.fit(state.matrix, client=state.client, **fit_options)
+    if hasattr(model, "save"):
+        model.save(str(state.work_dir / "artifacts" / "model.npz"))
     summary: dict[str, Any] = {"name": config.model.name, "params": model.get_params()}
     for curve in ("loss_curve_", "iteration_seconds_"):
         if hasattr(model, curve):

@@ -52,7 +52,7 @@ def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
 
 @contextlib.contextmanager
 def atomic_output(uri: str, storage_options: Mapping[str, Any] | None = None, *,
-                  overwrite: bool = False) -> Iterator[str]:
+                  overwrite: bool = False, reuse: str | None = None) -> Iterator[str]:
     """Write a directory result somewhere temporary, then publish it at ``uri``.
 
     Yields a URL of a fresh temporary directory beside ``uri``. When the block exits
@@ -60,6 +60,9 @@ def atomic_output(uri: str, storage_options: Mapping[str, Any] | None = None, *,
     delete on object stores, which have no directory rename, with the success marker
     written last) and ``_SUCCESS`` marks it complete. When the block raises, the
     temporary directory is removed and nothing appears at ``uri``.
+
+    ``reuse`` names the temporary directory of an earlier attempt (one a killed process
+    left behind) to continue in instead of a fresh one.
 
     Examples
     --------
@@ -76,6 +79,13 @@ def atomic_output(uri: str, storage_options: Mapping[str, Any] | None = None, *,
     name = path.rsplit("/", 1)[-1]
     tmp_name = f".{name}.tmp-{uuid.uuid4().hex[:12]}"
     tmp_path = f"{parent}/{tmp_name}" if parent else tmp_name
+    if reuse is not None:
+        reuse_path = open_filesystem(reuse, storage_options)[1].rstrip("/")
+        if reuse_path.rsplit("/", 1)[0] != parent or \
+                not reuse_path.rsplit("/", 1)[-1].startswith(f".{name}.tmp-") or not fs.isdir(reuse_path):
+            raise OutputError(f"{reuse!r} is not an unfinished attempt at {uri!r}: expected a directory "
+                              f"named .{name}.tmp-* beside it")
+        tmp_path = reuse_path
     try:
         fs.makedirs(tmp_path, exist_ok=True)
     except OSError as exc:
