@@ -17,6 +17,7 @@ Boosted trees       LightGBM; its Dask interface trains across the workers when 
 from __future__ import annotations
 
 import logging
+import warnings
 from functools import reduce
 from typing import Any
 
@@ -416,7 +417,10 @@ class BoostedTreesClassifier(_TableClassifier):
             raise ParameterError('boosted_trees needs LightGBM: pip install "daskflow[boost]"') from exc
         if table.lazy and client is not None:
             model = lightgbm.DaskLGBMClassifier(client=client, **self._lightgbm_params())
-            model.fit(table.data, positive.astype(np.int8), sample_weight=weights)
+            with warnings.catch_warnings():
+                # LightGBM's Dask layer warns that it sets n_jobs itself (one per worker thread).
+                warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
+                model.fit(table.data, positive.astype(np.int8), sample_weight=weights)
             self.booster_model_ = model.to_local()
         else:
             X, y, w = _sample_rows(table, positive, weights, None, None, client)
