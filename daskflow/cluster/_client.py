@@ -1,8 +1,8 @@
 """The one place that creates a ``distributed.Client``.
 
 Backends are looked up by ``kind`` in :data:`BACKENDS`; each is a context manager that
-yields a connected client and tears down what it started, even on failure. A Kubernetes
-backend plugs in here (``BACKENDS["kubernetes"]``) without touching the runner.
+yields a connected client and tears down what it started, even on failure. The Kubernetes
+backend creates a DaskCluster through the dask-kubernetes operator and deletes it again.
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from daskflow._errors import ClusterError
+from daskflow.cluster import _kubernetes as k8s
 
 __all__ = ["connect", "BACKENDS", "dashboard_link"]
 
@@ -62,9 +63,30 @@ def _remote(*, address: str, connect_timeout: float = 10.0, retries: int = 3, **
         yield client
 
 
-def _kubernetes(**_: Any) -> Iterator[Any]:
-    raise ClusterError("cluster.kind 'kubernetes' is not available in this version of daskflow: "
-                       "use kind 'local', or start a scheduler yourself and set cluster.address")
+@contextlib.contextmanager
+def _kubernetes(*, kubernetes: Mapping[str, Any] | None = None, **_: Any) -> Iterator[Any]:
+    from distributed import Client
+
+    settings = dict(kubernetes or {})
+    # Validated before anything is sent: a bad value never reaches the API server.
+    manifest = k8s.build_manifest(**settings)
+    name = manifest["metadata"]["name"]
+    namespace = k8s.check_api(name=name, namespace=settings.get("namespace"),
+                              timeout=settings.get("api_timeout", 10.0),
+                              retries=settings.get("api_retries", 3))
+    manifest["metadata"]["namespace"] = namespace
+    log.info("creating DaskCluster %s in namespace %s (%d workers, image %s)", name, namespace,
+             manifest["spec"]["worker"].get("replicas", 1),
+             manifest["spec"]["worker"]["spec"]["containers"][0]["image"])
+    cluster = k8s.start_kubecluster(manifest, namespace=namespace,
+                                    startup_timeout=settings.get("startup_timeout", 300.0))
+    try:
+        with Client(cluster) as client:
+            yield client
+    finally:
+        # Deleted whatever happened inside: a cluster left behind keeps its nodes busy.
+        if k8s.stop_kubecluster(cluster):
+            log.info("deleted DaskCluster %s in namespace %s", name, namespace)
 
 
 #: kind -> context manager factory taking the cluster settings as keywords.
@@ -82,11 +104,15 @@ def connect(kind: str = "local", **settings: Any) -> Iterator[Any]:
     Parameters
     ----------
     kind
-        ``"local"`` (an embedded LocalCluster) or ``"remote"`` (``address=...``).
+        ``"local"`` (an embedded LocalCluster), ``"remote"`` (``address=...``) or
+        ``"kubernetes"`` (a DaskCluster created through the dask-kubernetes operator and
+        deleted on exit, even on failure).
     **settings
         Backend settings: ``n_workers``, ``threads_per_worker``, ``memory_limit``,
         ``processes``, ``dashboard_address`` for local; ``address``, ``connect_timeout``
-        for remote.
+        for remote; ``kubernetes={...}`` for kubernetes: the keywords of
+        :func:`render_manifest` plus ``api_timeout``, ``api_retries`` (reaching the
+        Kubernetes API) and ``startup_timeout`` (seconds for the scheduler to be ready).
 
     Examples
     --------

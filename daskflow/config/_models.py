@@ -81,8 +81,103 @@ class ExperimentConfig(_Section):
         return stages
 
 
+def _default_image() -> str:
+    from daskflow.cluster import default_image
+
+    return default_image()
+
+
+class KubernetesConfig(_Section):
+    """A DaskCluster created through the dask-kubernetes operator (docs/kubernetes.md)."""
+
+    name: str = Field("daskflow", description="DaskCluster name: lowercase letters, digits and '-', at "
+                      "most 53 (its scheduler Service is <name>-scheduler).")
+    namespace: str | None = Field(None, description="Default: the namespace of the current kubeconfig "
+                                  "context.")
+    image: str = Field(default_factory=_default_image, min_length=1,
+                       description="Scheduler and worker image; default: the official Dask image of this "
+                       "dask and Python version.")
+    n_workers: int = 2
+    worker_cores: int = 1
+    worker_memory: str = Field("4GiB", description="Per worker, e.g. '4GiB': requests, limits and "
+                               "--memory-limit.")
+    scheduler_service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    env: dict[str, str] = Field(default_factory=dict)
+    env_from_secrets: tuple[str, ...] = Field((), description="Kubernetes Secrets whose keys become "
+                                              "environment variables (storage credentials).")
+    extra_pip_packages: tuple[str, ...] = ()
+    idle_timeout: int = 0
+    api_timeout: float = Field(10.0, gt=0, description="Seconds per attempt to reach the Kubernetes API.")
+    api_retries: int = 3
+    startup_timeout: float = Field(300.0, gt=0, description="Seconds for the operator to start the "
+                                   "scheduler before the cluster is deleted and the run fails.")
+
+    @field_validator("name", "namespace", mode="before")
+    @classmethod
+    def _dns_label(cls, value: Any, info: Any) -> Any:
+        import re
+
+        limit = 53 if info.field_name == "name" else 63
+        if value is not None and not (isinstance(value, str) and len(value) <= limit
+                                      and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", value)):
+            raise ValueError(f"expected lowercase letters, digits and '-', starting and ending with a "
+                             f"letter or digit, at most {limit} characters, got {value!r}")
+        return value
+
+    @field_validator("n_workers", "worker_cores", "idle_timeout", "api_retries", mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any, info: Any) -> Any:
+        minimum = 0 if info.field_name in ("n_workers", "idle_timeout") else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"expected an integer >= {minimum}, got {value!r}")
+        return value
+
+    @field_validator("worker_memory", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        from dask.utils import parse_bytes
+
+        try:
+            valid = not isinstance(value, bool) and parse_bytes(value) > 0
+        except (ValueError, TypeError):
+            valid = False
+        if not valid:
+            raise ValueError(f"expected a size such as '4GiB' or '512MiB', got {value!r}")
+        return str(value)
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_strings(cls, env: Any) -> Any:
+        # YAML reads `OMP_NUM_THREADS: 1` as a number; the container gets a string either way.
+        if isinstance(env, dict):
+            return {k: str(v).lower() if isinstance(v, bool) else str(v) if isinstance(v, (int, float)) else v
+                    for k, v in env.items()}
+        return env
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        import re
+
+        bad = [name for name in env if not re.fullmatch(r"[-._a-zA-Z][-._a-zA-Z0-9]*", name)]
+        if bad:
+            raise ValueError(f"invalid environment variable name(s) {bad}: expected letters, digits, "
+                             "'_', '-' or '.', not starting with a digit")
+        if "EXTRA_PIP_PACKAGES" in env:
+            raise ValueError("set extra_pip_packages rather than env.EXTRA_PIP_PACKAGES")
+        return env
+
+    @field_validator("extra_pip_packages", "env_from_secrets")
+    @classmethod
+    def _single_words(cls, items: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [item for item in items if not item or any(c.isspace() for c in item)]
+        if bad:
+            raise ValueError(f"entries must be non-empty and without spaces, got {bad}")
+        return items
+
+
 class ClusterConfig(_Section):
-    """Where the Dask work runs: an embedded LocalCluster or a running scheduler."""
+    """Where the Dask work runs: an embedded LocalCluster, a running scheduler, or Kubernetes."""
 
     kind: Literal["local", "remote", "kubernetes"] = "local"
     address: str | None = Field(None, pattern=r"^(tcp|tls|inproc|ucx|ws|wss)://.+",
@@ -93,21 +188,31 @@ class ClusterConfig(_Section):
     processes: bool = True
     dashboard_address: str = ":8787"
     connect_timeout: float = Field(10.0, gt=0, description="Seconds to wait for a remote scheduler.")
+    kubernetes: KubernetesConfig | None = Field(None, description="Settings of kind=kubernetes (the "
+                                                "local-only keys above do not apply to it).")
 
     @model_validator(mode="before")
     @classmethod
     def _address_implies_remote(cls, data: Any) -> Any:
-        # `cluster: {address: tcp://...}` is enough to mean a remote scheduler.
+        # `cluster: {address: tcp://...}` is enough to mean a remote scheduler, and
+        # `cluster: {kubernetes: {...}}` a Kubernetes cluster.
         if isinstance(data, dict) and data.get("address") and "kind" not in data:
             data = {**data, "kind": "remote"}
+        if isinstance(data, dict) and data.get("kubernetes") is not None and "kind" not in data:
+            data = {**data, "kind": "kubernetes"}
+        if isinstance(data, dict) and data.get("kind") == "kubernetes" and data.get("kubernetes") is None:
+            data = {**data, "kubernetes": {}}  # every default
         return data
 
     @model_validator(mode="after")
     def _address_matches_kind(self) -> ClusterConfig:
         if self.kind == "remote" and not self.address:
             raise ValueError("kind 'remote' needs cluster.address, e.g. tcp://127.0.0.1:8786")
-        if self.kind == "local" and self.address:
+        if self.kind != "remote" and self.address:
             raise ValueError("cluster.address is only used with kind 'remote'; remove it or set kind: remote")
+        if self.kind != "kubernetes" and self.kubernetes is not None:
+            raise ValueError("cluster.kubernetes is only used with kind 'kubernetes'; remove it or set "
+                             "kind: kubernetes")
         return self
 
 

@@ -7,12 +7,16 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from daskflow import __version__
 from daskflow.cli import _main, main
+
+from ..conftest import free_port
 
 ROOT = Path(__file__).parents[2]
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
@@ -106,6 +110,58 @@ def test_generate_writes_a_lake(tmp_path: Path) -> None:
     assert len(list((tmp_path / "lake" / "listens").glob("date=*/*.orc"))) == 14
     again = daskflow("generate", str(tmp_path / "lake"), "--workers", "1")
     assert_user_error(again, "already exists")
+
+
+def test_k8s_manifest_prints_a_valid_daskcluster(tmp_path: Path) -> None:
+    pytest.importorskip("dask_kubernetes")
+    from daskflow.cluster import build_manifest, validate_manifest
+
+    args = ["k8s", "manifest", str(QUICKSTART), "cluster.kind=kubernetes", "cluster.kubernetes.n_workers=3",
+            "cluster.kubernetes.namespace=team"]
+    result = daskflow(*args)
+    assert result.returncode == 0, result.stderr
+    manifest = yaml.safe_load(result.stdout)
+    assert validate_manifest(manifest) == manifest == build_manifest(n_workers=3, namespace="team")
+    assert manifest["spec"]["worker"]["replicas"] == 3 and "valid DaskCluster" in result.stderr
+    out = tmp_path / "daskcluster.yaml"
+    written = daskflow(*args, "--output", str(out))
+    assert written.returncode == 0 and written.stdout == "", written.stderr
+    assert yaml.safe_load(out.read_text()) == manifest
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["k8s", "manifest", str(QUICKSTART), "cluster.kind=kubernetes", "cluster.kubernetes.n_workers=two"],
+     ["cluster.kubernetes.n_workers = 'two' is invalid", "expected an integer >= 0, got 'two'"]),
+    (["k8s", "manifest", str(QUICKSTART), "cluster.kind=kubernetes",
+      "cluster.kubernetes.worker_memory=4 gigs"],
+     ["cluster.kubernetes.worker_memory = '4 gigs' is invalid", "expected a size such as '4GiB'"]),
+    (["k8s", "manifest", str(QUICKSTART)], ["runs on cluster.kind 'local': expected kind kubernetes"]),
+    (["k8s", "manifest", str(QUICKSTART), "cluster.kind=kubernetes", "--output", "/nonexistent/dir/x.yaml"],
+     ["cannot write the manifest to /nonexistent/dir/x.yaml"]),
+    (["k8s"], ["the following arguments are required: COMMAND"]),
+])
+def test_k8s_manifest_user_errors_exit_2(args: list[str], fragments: list[str]) -> None:
+    pytest.importorskip("dask_kubernetes")
+    assert_user_error(daskflow(*args), *fragments)
+
+
+def test_run_on_unreachable_kubernetes_exits_2_and_publishes_nothing(tmp_path: Path) -> None:
+    pytest.importorskip("dask_kubernetes")
+    server = f"https://127.0.0.1:{free_port()}"  # loopback, nothing listening
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": server}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}]}))
+    started = time.monotonic()
+    result = daskflow("run", str(QUICKSTART), "cluster.kind=kubernetes", "output.run_id=on-k8s", cwd=tmp_path,
+                      env={"KUBECONFIG": str(kubeconfig)})
+    assert_user_error(result, f"cannot reach the Kubernetes API at {server} (from KUBECONFIG={kubeconfig}) "
+                              "after 3 attempts")
+    assert result.stderr.count("Kubernetes API not reachable") == 2  # two retries, with backoff
+    assert not (tmp_path / "outputs" / "quickstart" / "on-k8s").exists()
+    assert time.monotonic() - started < 60  # the process start included; the retries take ~2 s
 
 
 @pytest.mark.slow

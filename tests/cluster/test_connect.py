@@ -28,12 +28,9 @@ def test_bad_local_settings() -> None:
             pass
 
 
-def test_unknown_kind_and_kubernetes_placeholder() -> None:
+def test_unknown_kind() -> None:
     with pytest.raises(ClusterError, match="unknown cluster kind 'yarn'"):
         with connect("yarn"):
-            pass
-    with pytest.raises(ClusterError, match="'kubernetes' is not available in this version"):
-        with connect("kubernetes"):
             pass
 
 
