@@ -429,6 +429,9 @@ class ConversionConfig(_Section):
     storage_options: dict[str, Any] = Field(default_factory=dict)
     split: ConversionSplitConfig = ConversionSplitConfig()
     models: dict[str, ClassifierConfig] = Field(default_factory=_default_classifiers, min_length=1)
+    in_memory_bytes: int = Field(256 * 2**20, ge=0, description="Training and test tables up to this "
+                                 "size are gathered and fitted in memory; larger ones block by block "
+                                 "on the cluster. 0: always on the cluster.")
     depths: tuple[Annotated[float, Field(gt=0, le=1)], ...] = (0.05, 0.1, 0.2, 0.3, 0.5)
     calibration_bins: int = Field(10, ge=2)
     convergence: ConvergenceConfig | None = None

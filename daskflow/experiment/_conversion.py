@@ -216,6 +216,13 @@ def _split_and_encode(config: Config, state: Any) -> None:
         raise DataError(f"the {spec.split.by} split left {X_train.shape[0]} training and {X_test.shape[0]} "
                         "test users: need exposed users on both sides. Generate a larger lake or change "
                         "conversion.split.test_size")
+    size = X_train.nbytes + X_test.nbytes
+    if size <= spec.in_memory_bytes:
+        # Small tables: one gather, then every fit runs in memory, free of per-iteration scheduling.
+        X_train, y_train, X_test, y_test = compute([X_train, y_train, X_test, y_test], state.client)
+    log.info("conversion tables: %d training and %d test users x %d features (%.1f MB), fitted %s",
+             X_train.shape[0], X_test.shape[0], X_train.shape[1], size / 1e6,
+             "in memory" if size <= spec.in_memory_bytes else "block by block on the cluster")
     conv.train, conv.test = (X_train, y_train), (X_test, y_test)
 
 
