@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import fsspec
@@ -13,7 +15,9 @@ from fsspec.implementations.local import LocalFileSystem
 
 from daskflow._errors import DataError, OutputError
 
-__all__ = ["open_filesystem", "atomic_output", "SUCCESS_MARKER"]
+__all__ = ["open_filesystem", "atomic_output", "with_retries", "SUCCESS_MARKER"]
+
+log = logging.getLogger("daskflow")
 
 #: Written last into every published directory; readers may look for it.
 SUCCESS_MARKER = "_SUCCESS"
@@ -48,6 +52,29 @@ def open_filesystem(uri: str, storage_options: Mapping[str, Any] | None = None
 
 def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
+
+
+def with_retries(action: Callable[[], Any], *, what: str, attempts: int = 3, delay: float = 0.5) -> Any:
+    """Run ``action``; on a network-looking failure retry with doubling waits, then re-raise.
+
+    Object stores and network filesystems fail transiently (a throttled request, a
+    restarting endpoint); a few spaced attempts ride that out, and a store that stays
+    unreachable still fails within seconds. Missing files and bad permissions are not
+    retried: those answers do not change.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - stores raise their own exception types
+            if attempt == attempts:
+                raise
+            log.warning("%s failed (%s: %s), attempt %d/%d; retrying in %.1fs", what, type(exc).__name__,
+                        exc, attempt, attempts, delay)
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from daskflow._errors import DataError, SchemaError
 from daskflow.io._filters import filters_as_tuples
-from daskflow.io._fs import open_filesystem
+from daskflow.io._fs import _is_local, open_filesystem, with_retries
 
 __all__ = ["read_table", "check_schema", "COLUMN_TYPES", "TableInfo", "inspect_table"]
 
@@ -135,9 +135,10 @@ def inspect_table(uri: str, *, format: str = "parquet",
     fs, path = open_filesystem(uri, storage_options)
     label = _label(uri, name)
     try:
-        exists = fs.exists(path)
+        exists = fs.exists(path) if _is_local(fs) else with_retries(lambda: fs.exists(path),
+                                                                    what=f"reaching {label}")
     except Exception as exc:  # network stores raise their own types
-        raise DataError(f"cannot reach {label}: {exc}. Check the URL and storage_options "
+        raise DataError(f"cannot reach {label} (3 attempts): {exc}. Check the URL and storage_options "
                         "(endpoint, credentials)") from exc
     if not exists:
         raise DataError(f"no data at {label}: the path does not exist. Check the uri, or generate "

@@ -228,8 +228,10 @@ class NaiveBayesClassifier(_TableClassifier):
         self.class_count_ = stats.weight[:2]
 
     def _proba(self, X: np.ndarray) -> np.ndarray:
+        from scipy.special import expit
+
         joint = gaussian_joint_log_likelihood(_dense(X), np.log(self.class_prior_), self.theta_, self.var_)
-        return 1.0 / (1.0 + np.exp(joint[:, 0] - joint[:, 1]))
+        return expit(joint[:, 1] - joint[:, 0])  # no overflow for far-apart log-likelihoods
 
 
 def _dense(X: Any) -> np.ndarray:

@@ -1,0 +1,94 @@
+"""The conversion stages end to end: features -> classify -> tune -> score, on a real LocalCluster."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import xarray as xr
+
+from daskflow.config import Config
+from daskflow.experiment import run_experiment
+from daskflow.sample import Scale, generate_lake
+
+#: Enough exposed users for a test split with both classes, quick to generate.
+SCALE = Scale(n_users=2_400, n_artists=80, n_tracks=400, n_days=21, n_genres=6,
+              mean_listens_per_active_day=2.0, users_per_chunk=1_200)
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("conversion") / "lake"
+    generate_lake(str(root), scale=SCALE, format="parquet", seed=11)
+    return root
+
+
+def config(lake: Path, out: Path, **sections: dict) -> Config:
+    data = {
+        "experiment": {"name": "conv", "seed": 1, "stages": ["features", "classify", "tune", "score"]},
+        "cluster": {"n_workers": 2, "threads_per_worker": 1, "memory_limit": "1GiB",
+                    "dashboard_address": ":0"},
+        "data": {"sources": {name: {"uri": str(lake / name)}
+                             for name in ("listens", "users", "ad_impressions", "conversions")}},
+        "conversion": {
+            "models": {"newton": {"model": "logistic_regression", "params": {"solver": "newton"}},
+                       "sgd": {"model": "logistic_regression",
+                               "params": {"solver": "sgd", "step_size": 0.5, "max_iter": 30,
+                                          "mini_batch_fraction": 0.5, "random_state": 0}},
+                       "nb": {"model": "naive_bayes"}},
+            "convergence": {"model": "sgd", "step_sizes": [0.1, 1.0]},
+            "split": {"test_size": 0.3}},
+        "tune": {"model": "newton", "params": {"C": [0.01, 1.0]}, "folds": 2},
+        "output": {"dir": str(out)},
+    }
+    for name, section in sections.items():
+        data[name] = {**data.get(name, {}), **section}
+    return Config.model_validate(data)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("in_memory_bytes", [256 * 2**20, 0], ids=["in-memory", "on-the-cluster"])
+def test_conversion_run_publishes_metrics_plots_and_scores(lake: Path, tmp_path: Path,
+                                                           in_memory_bytes: int) -> None:
+    cfg = config(lake, tmp_path)
+    cfg = cfg.model_copy(update={"conversion": cfg.conversion.model_copy(
+        update={"in_memory_bytes": in_memory_bytes})})
+    result = run_experiment(cfg)
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    conversion = metrics["conversion"]
+    assert conversion["population"]["users"] == SCALE.n_users
+    assert 0 < conversion["population"]["converted_users"] < conversion["population"]["exposed_users"]
+    for name in ("newton", "sgd", "nb", "newton_tuned"):
+        scores = conversion["models"][name]
+        assert 0.5 < scores["roc_auc"] <= 1 and scores["log_loss"] > 0, name  # quality: see features tests
+        assert len(scores["gains"]["lift"]) == 5
+    assert len(conversion["models"]["sgd"]["loss_curve"]) == 30
+    assert metrics["tune"]["best_params"]["C"] in (0.01, 1.0)
+    tuning = xr.open_dataset(result.run_dir / "artifacts" / "tuning.nc")
+    assert tuning["roc_auc_mean"].dims == ("C",) and tuning.sizes["fold"] == 2
+    tuning.close()
+    for plot in ("roc", "gains", "calibration", "sgd_convergence", "tuning_C"):
+        assert (result.run_dir / "plots" / f"{plot}.png").stat().st_size > 1000, plot
+    report = (result.run_dir / "report.html").read_text()
+    assert report.count("<img ") == 5 and "Conversion models on the test users" in report
+    scores = pd.read_parquet(result.run_dir / "predictions" / "conversion_scores.parquet")
+    assert list(scores.columns) == ["user_id", "p_convert", "decile"]
+    assert len(scores) == SCALE.n_users and scores.user_id.is_unique
+    assert scores.p_convert.between(0, 1).all() and set(scores.decile) == set(range(1, 11))
+    # Decile 1 holds the highest probabilities.
+    assert scores.groupby("decile").p_convert.mean().is_monotonic_decreasing
+
+
+@pytest.mark.slow
+def test_saved_features_are_reused(lake: Path, tmp_path: Path) -> None:
+    features = tmp_path / "features.parquet"
+    first = run_experiment(config(lake, tmp_path / "a", experiment={
+        "name": "conv", "stages": ["features"]}, conversion={"features_uri": str(features)}))
+    again = run_experiment(config(lake, tmp_path / "b", experiment={
+        "name": "conv", "stages": ["features"]}, conversion={"features_uri": str(features)}))
+    assert (features / "_SUCCESS").exists()
+    assert not first.metrics["conversion"]["population"]["features_reused"]
+    assert again.metrics["conversion"]["population"]["features_reused"]
+    assert again.metrics["conversion"]["population"]["users"] == SCALE.n_users
