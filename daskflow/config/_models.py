@@ -7,6 +7,7 @@ a silently ignored setting. Defaults here are the documented defaults
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -327,16 +328,17 @@ class TuneConfig(_Section):
 
     target: Literal["conversion", "recommender"] = Field(
         "conversion", description="What to tune: a conversion classifier (conversion.models) or the "
-        "recommender (not available yet).")
+        "recommender of model.name.")
     model: str | None = Field(None, description="The conversion.models entry to tune; default: the "
-                              "first one.")
+                              "first one. Not used for the recommender (model.name is tuned).")
     method: Literal["grid", "random"] = "grid"
     params: dict[str, tuple[Any, ...]] = Field(min_length=1)
-    metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = "roc_auc"
+    metric: str | None = Field(None, description="Default roc_auc (conversion) or ndcg@10 (recommender).")
     n_trials: PositiveInt | None = None
-    folds: int = Field(3, ge=2, description="k of stratified k-fold on the training users.")
+    folds: PositiveInt = Field(3, description="k of stratified k-fold (conversion, >= 2) or the number of "
+                               "repeated leave-k-out splits (recommender).")
     holdout: float | None = Field(None, gt=0, lt=1, description="Validate on one holdout share instead "
-                                  "of k folds.")
+                                  "of k folds (conversion).")
 
     @field_validator("params")
     @classmethod
@@ -347,10 +349,33 @@ class TuneConfig(_Section):
         return params
 
     @model_validator(mode="after")
-    def _random_needs_trials(self) -> TuneConfig:
+    def _consistent(self) -> TuneConfig:
         if self.method == "random" and self.n_trials is None:
             raise ValueError("tune.method random needs tune.n_trials (how many settings to draw)")
+        classifier_metrics = ("roc_auc", "pr_auc", "log_loss", "brier")
+        if self.target == "conversion":
+            if self.metric is not None and self.metric not in classifier_metrics:
+                raise ValueError(f"tune.metric {self.metric!r} is not a classifier metric: expected one "
+                                 f"of {', '.join(classifier_metrics)}")
+            if self.holdout is None and self.folds < 2:
+                raise ValueError("tune.folds must be >= 2 for k-fold (or set tune.holdout)")
+        else:
+            if self.metric is not None and not re.fullmatch(r"(precision|recall|map|ndcg)@[1-9][0-9]*|auc",
+                                                            self.metric):
+                raise ValueError(f"tune.metric {self.metric!r} is not a ranking metric: expected "
+                                 "precision@k, recall@k, map@k, ndcg@k or auc")
+            if self.model is not None:
+                raise ValueError("tune.model names a conversion.models entry; the recommender tuned is "
+                                 "model.name: remove tune.model")
+            if self.holdout is not None:
+                raise ValueError("tune.holdout is for classifiers; the recommender holds out "
+                                 "evaluate.holdout items per user")
         return self
+
+    @property
+    def resolved_metric(self) -> str:
+        """The metric to optimise, with the target's default."""
+        return self.metric or ("roc_auc" if self.target == "conversion" else "ndcg@10")
 
 
 class PredictConfig(_Section):
@@ -494,8 +519,8 @@ class Config(_Section):
                 raise ValueError(f"stage(s) {sorted(conversion_stages)} read conversion.sources "
                                  f"{', '.join(missing)}, missing from data.sources (has "
                                  f"{', '.join(sorted(self.data.sources))})")
-        if self.tune is not None and self.tune.model is not None and self.tune.model not in \
-                self.conversion.models:
+        if self.tune is not None and self.tune.target == "conversion" and self.tune.model is not None \
+                and self.tune.model not in self.conversion.models:
             raise ValueError(f"tune.model {self.tune.model!r} is not in conversion.models "
                              f"({', '.join(self.conversion.models)})")
         return self
@@ -512,11 +537,8 @@ def stages_to_run(config: Config) -> list[str]:
     from daskflow._errors import ConfigError
 
     wanted = set(config.experiment.stages)
-    if "tune" in wanted and config.tune is not None and config.tune.target == "recommender":
-        raise ConfigError("tune.target 'recommender' is not available in this version: tune a conversion "
-                          "classifier (tune.target: conversion) or remove 'tune' from experiment.stages")
-    if "tune" in wanted:
-        wanted.add("features")
+    if "tune" in wanted and config.tune is not None:
+        wanted.add("features" if config.tune.target == "conversion" else "interactions")
     for stage in list(wanted):
         wanted.update(_NEEDS.get(stage, ()))
     for stage in sorted(wanted & set(_NOT_YET)):

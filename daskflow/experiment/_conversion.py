@@ -156,33 +156,55 @@ def _convergence_plot(config: Config, state: Any, X_train: Any, y_train: Any) ->
 
 
 def stage_tune(config: Config, state: Any) -> None:
-    """Search the configured grid on the training users; refit the best; evaluate it on test."""
+    """Search the configured grid; refit the best; evaluate it on the test data."""
+    spec = config.tune
+    assert spec is not None
+    if spec.target == "recommender":
+        _tune_recommender(config, state)
+    else:
+        _tune_classifier(config, state)
+
+
+def _tuning_outputs(spec: Any, result: Any, state: Any, metric: str) -> dict[str, Any]:
+    """Save the Dataset, draw the tuning plots, and summarise the search for metrics.json."""
+    from daskflow.reporting import plot_tuning, plot_tuning_heatmap
+
+    result.to_netcdf(str(state.work_dir / "artifacts" / "tuning.nc"))
+    plots = plots_dir(state.work_dir)
+    if spec.method == "grid":
+        numeric = [p for p in spec.params if np.asarray(result.dataset[p]).dtype.kind in "if"]
+        for param in spec.params:
+            plot_tuning(result.dataset, plots / f"tuning_{param}.png", param=param, metric=metric)
+        if len(numeric) == 2 and len(spec.params) == 2:
+            plot_tuning_heatmap(result.dataset, plots / "tuning_heatmap.png", params=tuple(numeric),
+                                metric=metric)
+        trials = int(np.prod([result.dataset.sizes[p] for p in spec.params]))
+    else:
+        trials = int(result.dataset.sizes["trial"])
+    return {"target": spec.target, "method": spec.method, "metric": metric,
+            "folds": int(result.dataset.sizes["fold"]), "trials": trials,
+            "best_params": result.best_params, "best_cv_score": round(result.best_score, 6),
+            "dataset": "artifacts/tuning.nc"}
+
+
+def _tune_classifier(config: Config, state: Any) -> None:
     from daskflow.evaluation import evaluate_classifier
     from daskflow.models import make_model
-    from daskflow.reporting import plot_tuning, plot_tuning_heatmap
     from daskflow.tuning import search
 
     spec = config.tune
-    assert spec is not None
     conv = state.conversion
     if conv.train is None:  # tune without classify: split and encode here
         _split_and_encode(config, state)
     name = spec.model or next(iter(config.conversion.models))
     entry = config.conversion.models[name]
     estimator = make_model(entry.model, entry.params, where=f"conversion.models.{name}")
+    metric = spec.resolved_metric
     X_train, y_train = conv.train
     result = search(estimator, spec.params, X_train, y_train, method=spec.method, n_trials=spec.n_trials,
-                    folds=spec.folds, holdout=spec.holdout, metric=spec.metric, seed=config.experiment.seed,
+                    folds=spec.folds, holdout=spec.holdout, metric=metric, seed=config.experiment.seed,
                     client=state.client)
-    result.to_netcdf(str(state.work_dir / "artifacts" / "tuning.nc"))
-    plots = plots_dir(state.work_dir)
-    numeric = [p for p in spec.params if np.asarray(result.dataset[p]).dtype.kind in "if"]
-    if spec.method == "grid":
-        for param in spec.params:
-            plot_tuning(result.dataset, plots / f"tuning_{param}.png", param=param, metric=spec.metric)
-        if len(numeric) == 2 and len(spec.params) == 2:
-            plot_tuning_heatmap(result.dataset, plots / "tuning_heatmap.png", params=tuple(numeric),
-                                metric=spec.metric)
+    summary = _tuning_outputs(spec, result, state, metric)
     tuned = f"{name}_tuned"
     (y_true,) = compute([conv.test[1]], state.client)
     report = _evaluate(result.best_estimator, tuned, conv.test[0], y_true, config.conversion, state,
@@ -190,13 +212,24 @@ def stage_tune(config: Config, state: Any) -> None:
     conv.models[tuned] = result.best_estimator
     state.metrics.setdefault("conversion", {}).setdefault("models", {})[tuned] = {
         "model": entry.model, "params": {**entry.params, **result.best_params}, **report}
-    state.metrics["tune"] = {
-        "model": name, "method": spec.method, "metric": spec.metric,
-        "folds": 1 if spec.holdout else spec.folds, "trials": int(np.prod(
-            [result.dataset.sizes[p] for p in spec.params]) if spec.method == "grid"
-            else result.dataset.sizes["trial"]),
-        "best_params": result.best_params, "best_cv_score": round(result.best_score, 6),
-        "test_" + spec.metric: report.get(spec.metric), "dataset": "artifacts/tuning.nc"}
+    state.metrics["tune"] = {"model": name, **summary, "test_" + metric: report.get(metric)}
+
+
+def _tune_recommender(config: Config, state: Any) -> None:
+    """Tune model.name on repeated leave-k-out splits; the best refit becomes the run's model."""
+    from daskflow.models import make_model
+    from daskflow.tuning import search_recommender
+
+    spec = config.tune
+    metric = spec.resolved_metric
+    estimator = make_model(config.model.name, config.model.params)
+    result = search_recommender(estimator, spec.params, state.matrix, method=spec.method,
+                                n_trials=spec.n_trials, folds=spec.folds, holdout=config.evaluate.holdout,
+                                min_items=config.evaluate.min_user_items, metric=metric,
+                                seed=config.experiment.seed, client=state.client)
+    summary = _tuning_outputs(spec, result, state, metric)
+    state.model = result.best_estimator  # what the predict stage then uses
+    state.metrics["tune"] = {"model": config.model.name, **summary}
 
 
 def _split_and_encode(config: Config, state: Any) -> None:

@@ -10,9 +10,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from daskflow.tuning._search import SCORERS, SearchResult, parameter_trials, search
+    from daskflow.tuning._search import SCORERS, SearchResult, parameter_trials, search, search_recommender
 
-__all__ = ["SCORERS", "SearchResult", "parameter_trials", "search"]
+__all__ = ["SCORERS", "SearchResult", "parameter_trials", "search", "search_recommender"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""Hyperparameter search for classifiers, trials fanned out as futures on the cluster.
+"""Hyperparameter search for classifiers and recommenders, trials as futures on the cluster.
 
 The data is placed on the cluster once: a table that fits the ``memory_budget`` is
 gathered and scattered to every worker (one copy each), and every (trial, fold) pair
@@ -23,7 +23,7 @@ import numpy as np
 
 from daskflow._errors import ParameterError
 
-__all__ = ["SCORERS", "SearchResult", "parameter_trials", "search"]
+__all__ = ["SCORERS", "SearchResult", "parameter_trials", "search", "search_recommender"]
 
 log = logging.getLogger("daskflow")
 
@@ -317,3 +317,107 @@ def _coordinate(values: Sequence[Any]) -> np.ndarray:
     except (TypeError, ValueError):
         pass
     return np.asarray(values, dtype=object)
+
+
+def _ranking_metric(metric: str) -> tuple[str, int | None]:
+    """``"ndcg@10"`` -> ("ndcg", 10); ``"auc"`` -> ("auc", None)."""
+    from daskflow.evaluation import CUTOFF_METRICS
+
+    name, _, cut = metric.partition("@")
+    if name == "auc" and not cut:
+        return name, None
+    if name not in CUTOFF_METRICS or not cut.isdigit() or int(cut) < 1:
+        raise ParameterError(f"unknown ranking metric {metric!r} (tune.metric): expected "
+                             f"<{'|'.join(CUTOFF_METRICS)}>@k such as ndcg@10, or auc")
+    return name, int(cut)
+
+
+def _fit_and_rank(estimator: Any, params: dict[str, Any], train: Any, test: Any, metric: str
+                  ) -> tuple[float, float]:
+    """One (trial, split) of a recommender in memory: fit on ``train`` CSR, rank, score (on a worker)."""
+    from sklearn.base import clone
+
+    from daskflow.evaluation import auc_sums, ranking_sums
+
+    name, cut = _ranking_metric(metric)
+    model = clone(estimator).set_params(**params)
+    started = time.perf_counter()
+    model.fit(train)
+    seconds = time.perf_counter() - started
+    if cut is None:
+        total, users = auc_sums(model.score_block(train), train, test)
+        return total / max(users, 1), seconds
+    recommended, _ = model.recommend_block(train, cut, filter_seen=True)
+    sums = ranking_sums(recommended, test, (cut,), (name,))
+    return sums[metric] / max(sums["n_users"], 1.0), seconds
+
+
+def search_recommender(estimator: Any, space: Mapping[str, Sequence[Any]], matrix: Any, *,
+                       method: str = "grid", n_trials: int | None = None, folds: int = 3, holdout: int = 1,
+                       min_items: int = 3, metric: str = "ndcg@10", seed: int = 0, refit: bool = True,
+                       memory_budget: float = 1e9, client: Any = None) -> SearchResult:
+    """Grid or random search for a recommender (e.g. ALS rank, regularization, alpha, confidence).
+
+    Validation is repeated random leave-``holdout``-out: ``folds`` splits of ``matrix``,
+    each with its own seed, every trial fitted on each split's training matrix and scored
+    by ``metric`` (``ndcg@10``, ``map@5``, ``auc``...) on its held-out items. When the
+    splits fit ``memory_budget`` (16 bytes per stored entry per split, train and test),
+    they are gathered once and scattered to every worker, and each (trial, split) is one
+    future fitting in memory; otherwise trials run one after another, each fit and
+    evaluation spread over the cluster.
+
+    Returns
+    -------
+    SearchResult
+        As :func:`search`; ``best_estimator`` is refitted on the whole matrix.
+    """
+    from sklearn.base import clone
+
+    from daskflow.evaluation import evaluate_ranking
+    from daskflow.features import leave_k_out_split
+
+    name, cut = _ranking_metric(metric)
+    if not isinstance(folds, int) or folds < 1:
+        raise ParameterError(f"tune.folds must be an integer >= 1 for a recommender, got {folds!r}")
+    trials = parameter_trials(space, method=method, n_trials=n_trials, seed=seed)
+    valid = estimator.get_params(deep=False)
+    unknown = sorted(set(space) - set(valid))
+    if unknown:
+        raise ParameterError(f"tune.params names {', '.join(unknown)}, which {type(estimator).__name__} "
+                             f"does not have: expected some of {', '.join(sorted(valid))}")
+    splits = [leave_k_out_split(matrix, k=holdout, min_items=min_items, mode="random", seed=seed + f,
+                                client=client) for f in range(folds)]
+    started = time.perf_counter()
+    scores = np.full((len(trials), folds), np.nan)
+    seconds = np.full_like(scores, np.nan)
+    jobs = [(t, f) for t in range(len(trials)) for f in range(folds)]
+    in_memory = 32.0 * matrix.nnz * folds <= memory_budget
+    if in_memory:
+        gathered = [(train.to_scipy(client), test.to_scipy(client)) for train, test in splits]
+        if client is None:
+            results = [_fit_and_rank(estimator, trials[t], *gathered[f], metric) for t, f in jobs]
+        else:
+            placed = [client.scatter(list(pair), broadcast=True) for pair in gathered]
+            futures = [client.submit(_fit_and_rank, estimator, trials[t], *placed[f], metric, pure=False)
+                       for t, f in jobs]
+            results = client.gather(futures)
+    else:
+        results = []
+        for t, f in jobs:
+            model = clone(estimator).set_params(**trials[t])
+            began = time.perf_counter()
+            model.fit(splits[f][0], client=client)
+            fit_seconds = time.perf_counter() - began
+            ranked = evaluate_ranking(model, *splits[f], k=(cut or 10,), metrics=(name,), client=client)
+            results.append((ranked[metric], fit_seconds))
+    for (t, f), (score, fit_seconds) in zip(jobs, results, strict=True):
+        scores[t, f], seconds[t, f] = score, fit_seconds
+    log.info("recommender search: %d trials x %d splits in %.1fs (%s)", len(trials), folds,
+             time.perf_counter() - started, "futures on in-memory copies" if in_memory else "block-wise")
+    means = scores.mean(axis=1)
+    best = int(np.nanargmax(means))
+    dataset = _as_dataset(space, trials, scores, seconds, metric, True, method, best)
+    result = SearchResult(dataset, dict(trials[best]), float(means[best]))
+    if refit:
+        result.best_estimator = clone(estimator).set_params(**trials[best]).fit(matrix, client=client)
+    return result

@@ -65,9 +65,9 @@ def test_validate_unknown_key_exits_2_naming_it(tmp_path: Path) -> None:
     (["validate", str(QUICKSTART), "evaluate.baselines=[pop]"], ["unknown model(s) ['pop']"]),
     (["frobnicate"], ["invalid choice: 'frobnicate'"]),
     (["generate"], ["the following arguments are required: OUT"]),
-    (["run", str(QUICKSTART), "experiment.stages=[tune]", "tune.target=recommender",
-      "tune.params={n_factors: [8, 16]}"],
-     ["tune.target 'recommender' is not available in this version"]),
+    (["validate", str(QUICKSTART), "experiment.stages=[tune]", "tune.target=recommender",
+      "tune.params={n_factors: [8, 16]}", "tune.metric=roc_auc"],
+     ["tune.metric 'roc_auc' is not a ranking metric"]),
     (["validate", str(QUICKSTART), "model.name=naive_bayes"], ["unknown model 'naive_bayes'"]),
     (["validate", str(CONVERSION), "conversion.models.nb.model=bert"], ["unknown classifier 'bert'"]),
 ])

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from daskflow import ConfigError, DataError, OutputError
+from daskflow import DataError, OutputError
 from daskflow.config import stages_to_run, validate_config
 from daskflow.experiment import run_experiment
 
@@ -78,11 +78,17 @@ def test_failed_stage_publishes_nothing(tmp_path: Path) -> None:
     assert list((tmp_path / "out" / "test").iterdir()) == []
 
 
-def test_tuning_the_recommender_is_refused_up_front(tiny_lake: Path, tmp_path: Path) -> None:
-    cfg = config(tiny_lake, tmp_path, experiment={"name": "x", "stages": ["tune"]},
-                 tune={"target": "recommender", "params": {"n_factors": [8, 16]}})
-    with pytest.raises(ConfigError, match="tune.target 'recommender' is not available in this version"):
-        run_experiment(cfg)
+def test_tuning_the_recommender_feeds_predict(tiny_lake: Path, tmp_path: Path) -> None:
+    cfg = config(tiny_lake, tmp_path, experiment={"name": "x", "stages": ["tune", "predict"]},
+                 model={"name": "als", "params": {"n_iter": 3, "random_state": 0}},
+                 tune={"target": "recommender", "params": {"n_factors": [4, 16]}, "folds": 2})
+    result = run_experiment(cfg)
+    tune = result.metrics["tune"]
+    assert tune["target"] == "recommender" and tune["metric"] == "ndcg@10" and tune["folds"] == 2
+    assert tune["best_params"]["n_factors"] in (4, 16)
+    assert (result.run_dir / "artifacts" / "tuning.nc").exists()
+    assert (result.run_dir / "plots" / "tuning_n_factors.png").exists()
+    assert (result.run_dir / "predictions" / "recommendations.parquet" / "_SUCCESS").exists()
 
 
 @pytest.mark.slow

@@ -77,3 +77,38 @@ def test_parameter_trials_and_errors() -> None:
         parameter_trials(SPACE, method="random")
     with pytest.raises(ParameterError, match="tune.folds must be an integer >= 2"):
         search(NaiveBayesClassifier(), {"var_smoothing": [1e-9]}, X, y, folds=1)
+
+
+@pytest.fixture(scope="module")
+def matrix(tiny_lake, client):
+    from daskflow.features import build_interactions
+    from daskflow.io import read_table
+
+    listens = read_table(str(tiny_lake / "listens"), columns=["user_id", "track_id", "ts"])
+    return build_interactions(listens, block_size=100, client=client)
+
+
+@pytest.mark.parametrize("budget", [1e9, 0], ids=["futures", "block-wise"])
+def test_recommender_search_ranks_als_settings(matrix, client, budget: float) -> None:
+    from daskflow.models import ImplicitALS
+    from daskflow.tuning import search_recommender
+
+    result = search_recommender(ImplicitALS(n_iter=3, random_state=0), {"n_factors": [2, 16]}, matrix,
+                                folds=2, metric="ndcg@10", memory_budget=budget, client=client)
+    data = result.dataset
+    assert data["ndcg@10_mean"].dims == ("n_factors",) and data.sizes["fold"] == 2
+    assert np.isfinite(data["ndcg@10"]).all() and (data["ndcg@10"] >= 0).all()
+    assert result.best_estimator.n_factors == result.best_params["n_factors"]
+    assert result.best_estimator.user_factors_.shape == (matrix.n_users, result.best_params["n_factors"])
+
+
+def test_recommender_search_equals_between_paths(matrix, client) -> None:
+    from daskflow.models import ImplicitALS
+    from daskflow.tuning import search_recommender
+
+    runs = [search_recommender(ImplicitALS(n_iter=2, random_state=1), {"regularization": [0.01, 1.0]},
+                               matrix, folds=1, metric="map@5", memory_budget=budget, refit=False,
+                               client=client) for budget in (1e9, 0)]
+    np.testing.assert_allclose(runs[0].dataset["map@5"], runs[1].dataset["map@5"], rtol=1e-4)
+    with pytest.raises(ParameterError, match="unknown ranking metric 'ndcg'"):
+        search_recommender(ImplicitALS(), {"n_factors": [2]}, matrix, metric="ndcg", client=client)
