@@ -100,7 +100,7 @@ class _LinearBinaryClassifier(ClassifierMixin, BaseEstimator):
                             "expected binary labels, one per row of X")
         settings = self._settings()
         # One BLAS thread per pass: parallelism comes from the blocks (threads or workers);
-        # nested BLAS pools on 2 cores measured 2-6x slower for the Hessian (docs/logistic.md).
+        # a 2-thread OpenBLAS made the Hessian pass 1.5-7x slower on 2 cores (docs/logistic.md).
         with threadpool_limits(1, "blas"):
             problem = (self._dask_problem(X, y, sample_weight, client) if _is_dask(X)
                        else self._memory_problem(X, y, sample_weight))
@@ -153,12 +153,14 @@ class _LinearBinaryClassifier(ClassifierMixin, BaseEstimator):
             raise DataError(f"{exc} (X passed to {name}.fit)") from exc
         bad = kernels.first_non_finite_column(X)
         if bad >= 0:
-            raise DataError(_NON_FINITE_X.format(where=_column(self, bad)))
+            names = getattr(self, "feature_names_in_", None)
+            column = repr(names[bad]) if names is not None else bad
+            raise DataError(kernels.NON_FINITE_X.format(where=f"column {column}, {name}.fit"))
         y = column_or_1d(y, warn=True)
         if len(y) != X.shape[0]:
-            raise DataError(_LENGTHS.format(n_x=X.shape[0], n_y=len(y), what="y", name=name))
+            raise DataError(kernels.LENGTHS.format(n_x=X.shape[0], n_y=len(y), what="y", where=f"{name}.fit"))
         if y.dtype.kind in "fc" and not np.isfinite(y).all():
-            raise DataError(_NON_FINITE_Y.format(name=name))
+            raise DataError(kernels.NON_FINITE_Y.format(where=f"{name}.fit"))
         if y.dtype.kind not in "biu":  # integer labels are classes by construction
             try:
                 check_classification_targets(y)
@@ -186,51 +188,27 @@ class _LinearBinaryClassifier(ClassifierMixin, BaseEstimator):
         sizes: list[int] = []  # block lengths, computed only if an in-memory y needs them
         y_parts = _label_parts(y, X, x_parts, sizes, client, "y", name)
         w_parts = _label_parts(sample_weight, X, x_parts, sizes, client, "sample_weight", name)
-        tasks = [dask.delayed(kernels.prepare_block, nout=2)(x, t, w, i)
+        tasks = [dask.delayed(kernels.prepare_block, nout=2)(x, t, w, i, name)
                  for i, (x, t, w) in enumerate(zip(x_parts, y_parts, w_parts))]
         n = len(tasks)
         persisted = persist([t[0] for t in tasks] + [t[1] for t in tasks], client)
         raw, stats = persisted[:n], compute(persisted[n:], client)
-        classes, label_weights = self._check_block_stats(stats)
+        # Empty blocks carry no labels (and a float64 dtype that must not leak into classes_).
+        classes = np.unique(np.concatenate([s["labels"] for s in stats if len(s["labels"])] or [[]]))
+        label_weights: dict[Any, float] = {}
+        for s in stats:
+            for label, weight in zip(s["labels"], s["label_weights"]):
+                label_weights[label] = label_weights.get(label, 0.0) + weight
         self._check_classes(classes)
         totals = [label_weights.get(label, 0.0) for label in classes]
         class_weight = self._class_weights(classes, totals)
         self._check_class_totals(classes, totals[0] * class_weight[0], totals[1] * class_weight[1])
-        offsets = np.concatenate([[0], np.cumsum([s["n_x"] for s in stats])])
+        offsets = np.concatenate([[0], np.cumsum([s["n_rows"] for s in stats])])
         blocks = persist([dask.delayed(kernels.encode_block)(r, classes[1], class_weight, int(offset))
                           for r, offset in zip(raw, offsets)], client)
         del raw, persisted  # the raw blocks are released once encoded
         weight_sum = float(totals[0] * class_weight[0] + totals[1] * class_weight[1])
         return _Problem(_DaskPasses(blocks, client), n_features, weight_sum, classes, class_weight)
-
-    def _check_block_stats(self, stats: list[dict[str, Any]]) -> tuple[np.ndarray, dict[Any, float]]:
-        """Raise on the first block with a problem; else the classes and weight per label."""
-        name = type(self).__name__
-        for s in stats:
-            block = f"block {s['index']}"
-            if s["n_y"] != s["n_x"]:
-                raise DataError(_LENGTHS.format(n_x=s["n_x"], n_y=s["n_y"], what="y", name=name)
-                                + f" ({block}; blocks must hold the same rows as X's)")
-            if s["n_w"] is not None and s["n_w"] != s["n_x"]:
-                raise DataError(_LENGTHS.format(n_x=s["n_x"], n_y=s["n_w"], what="sample_weight",
-                                                name=name) + f" ({block})")
-            if s["bad_column"] >= 0:
-                raise DataError(_NON_FINITE_X.format(where=f"{_column(self, s['bad_column'])}, {block}"))
-            if not s["y_finite"]:
-                raise DataError(_NON_FINITE_Y.format(name=name))
-            if s["y_continuous"]:
-                raise DataError(f"Unknown label type: continuous y ({name}.fit, {block}): expected two "
-                                "class labels. Threshold the target into classes first")
-            if not s["w_valid"]:
-                raise DataError(f"sample_weight holds NaN, infinite or negative values ({name}.fit, "
-                                f"{block}): expected finite weights >= 0")
-        # Empty blocks carry no labels (and a float64 dtype that must not leak into classes_).
-        classes = np.unique(np.concatenate([s["labels"] for s in stats if len(s["labels"])] or [[]]))
-        weights: dict[Any, float] = {}
-        for s in stats:
-            for label, weight in zip(s["labels"], s.get("label_weights", [])):
-                weights[label] = weights.get(label, 0.0) + weight
-        return classes, weights
 
     def _check_classes(self, classes: np.ndarray) -> None:
         name = type(self).__name__
@@ -326,19 +304,6 @@ class _LinearBinaryClassifier(ClassifierMixin, BaseEstimator):
                                    meta=np.empty((0, 0), dtype=dtype), **kwargs)
 
 
-_NON_FINITE_X = ("X contains NaN or infinity ({where}): expected finite feature values. Impute or "
-                 "drop missing values before fitting")
-_NON_FINITE_Y = ("y contains NaN or infinity ({name}.fit): expected a class label on every row. "
-                 "Drop the unlabelled rows")
-_LENGTHS = ("X has {n_x} rows but {what} has {n_y} ({name}.fit): expected one value per row of X. "
-            "Pass {what} for the same rows as X")
-
-
-def _column(model: Any, index: int) -> str:
-    names = getattr(model, "feature_names_in_", None)
-    return f"column {names[index]!r}" if names is not None else f"column {index}"
-
-
 def _memory_weights(sample_weight: Any, n_rows: int, name: str) -> np.ndarray:
     if sample_weight is None:
         return np.ones(n_rows)
@@ -349,8 +314,7 @@ def _memory_weights(sample_weight: Any, n_rows: int, name: str) -> np.ndarray:
         raise DataError(f"sample_weight has shape {weight.shape} but X has {n_rows} rows ({name}.fit): "
                         f"expected shape ({n_rows},), one weight per row")
     if not (np.isfinite(weight).all() and (weight >= 0).all()):
-        raise DataError(f"sample_weight holds NaN, infinite or negative values ({name}.fit): "
-                        "expected finite weights >= 0")
+        raise DataError(kernels.BAD_WEIGHTS.format(where=f"{name}.fit"))
     return weight
 
 
@@ -425,7 +389,8 @@ def _label_parts(values: Any, X: Any, x_parts: list[Any], sizes: list[int], clie
         sizes.extend(int(s) for s in compute([dask.delayed(len)(p) for p in x_parts], client))
     array = np.asarray(values)
     if len(array) != sum(sizes):
-        raise DataError(_LENGTHS.format(n_x=sum(sizes), n_y=len(array), what=what, name=name))
+        raise DataError(kernels.LENGTHS.format(n_x=sum(sizes), n_y=len(array), what=what,
+                                               where=f"{name}.fit"))
     bounds = np.concatenate([[0], np.cumsum(sizes)])
     return [array[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
 

@@ -43,6 +43,15 @@ CHUNK_BYTES = 2 * 2**20
 SAMPLE_CHUNK = 65_536
 #: Bins of the margin histogram used to calibrate LinearSVM probabilities.
 HISTOGRAM_BINS = 8_192
+#: Messages shared by the in-memory checks (estimator) and the block checks (workers).
+NON_FINITE_X = ("X contains NaN or infinity ({where}): expected finite feature values. Impute or "
+                "drop missing values before fitting")
+NON_FINITE_Y = ("y contains NaN or infinity ({where}): expected a class label on every row. Drop "
+                "the unlabelled rows")
+LENGTHS = ("X has {n_x} rows but {what} has {n_y} ({where}): expected one value per row of X. Pass "
+           "{what} for the same rows as X")
+BAD_WEIGHTS = ("sample_weight holds NaN, infinite or negative values ({where}): expected finite "
+               "weights >= 0")
 
 
 @dataclass(frozen=True)
@@ -213,10 +222,9 @@ def _sparse_pass(X: sp.csr_matrix, y: np.ndarray, s: np.ndarray, w: np.ndarray, 
 def sample_mask(row_offset: int, n_rows: int, seed: int, iteration: int, fraction: float) -> np.ndarray:
     """Bernoulli(``fraction``) mini-batch membership of global rows ``row_offset ..``.
 
-    Uniforms are drawn per fixed chunk of :data:`SAMPLE_CHUNK` global rows from a generator
-    seeded by (seed, iteration, chunk): the same rows are drawn however the data is blocked
-    (in memory or on a cluster), and a fresh sample every iteration, like Spark's
-    ``data.sample(false, miniBatchFraction, seed + i)``.
+    Drawn per fixed chunk of :data:`SAMPLE_CHUNK` global rows, seeded by (seed, iteration,
+    chunk): the same rows however the data is blocked, a fresh sample every iteration (as
+    Spark's ``data.sample(false, miniBatchFraction, seed + i)``).
     """
     if fraction >= 1.0:
         return np.ones(n_rows, dtype=bool)
@@ -242,11 +250,10 @@ def add(*arrays: np.ndarray) -> np.ndarray:
 
 
 class ThreadedPasses:
-    """Passes over in-memory data split into row blocks, run in a thread pool.
+    """Passes over in-memory data split into row blocks (views), run in a thread pool.
 
-    BLAS and the compiled loop release the GIL, so the threads run in parallel without
-    Dask's scheduling. The caller limits BLAS to one thread per pass (threadpoolctl) so
-    that the pool's threads do not each start a BLAS pool of their own on the same cores.
+    The compiled loop and BLAS release the GIL, so the threads run in parallel with no
+    scheduler; the caller pins BLAS to one thread so the pool does not oversubscribe.
     """
 
     def __init__(self, X: Any, y: np.ndarray, weight: np.ndarray, n_threads: int) -> None:
@@ -301,32 +308,38 @@ def as_features(part: Any, where: str) -> Any:
     return array
 
 
-def prepare_block(x_part: Any, y_part: Any, w_part: Any, index: int) -> tuple[RawBlock, dict[str, Any]]:
-    """Read one block and describe it: what the driver checks before any pass.
+def prepare_block(x_part: Any, y_part: Any, w_part: Any, index: int, name: str
+                  ) -> tuple[RawBlock, dict[str, Any]]:
+    """Read and check one block; raise the :class:`DataError` a user can act on.
 
-    Returns the block and ``stats``: row counts of X, y and the weights, the first column
-    holding NaN/inf (or -1), whether y and the weights are finite, the block's first three
-    distinct labels and, when it has at most two, the weight of each.
+    Returns the block and what the driver needs before any pass: its row count, its first
+    three distinct labels (three suffice to detect a third class) and, when it has at most
+    two, the sample weight of each.
     """
-    where = f"block {index}"
+    where = f"{name}.fit, block {index}"
     X = as_features(x_part, where)
     y = np.asarray(y_part)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
+    y = y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y
     weight = None if w_part is None else np.asarray(w_part, dtype=np.float64).reshape(-1)
-    stats = {"index": index, "n_x": X.shape[0], "n_y": y.shape[0],
-             "n_w": None if weight is None else weight.shape[0],
-             "bad_column": first_non_finite_column(X),
-             "y_finite": bool(y.dtype.kind not in "fc" or np.isfinite(y).all()),
-             "w_valid": bool(weight is None or (np.isfinite(weight).all() and (weight >= 0).all())),
-             "y_continuous": bool(y.dtype.kind == "f" and y.size and np.isfinite(y).all()
-                                  and (y != np.round(y)).any())}
-    labels = np.unique(y) if stats["y_finite"] else np.array([])
-    stats["labels"] = labels[:3]
-    if len(labels) <= 2 and stats["n_y"] == stats["n_x"] and stats["n_w"] in (None, stats["n_x"]):
-        stats["label_weights"] = [float((weight if weight is not None else np.ones(len(y)))[y == label].sum())
-                                  for label in labels]
-    return RawBlock(X, y, weight), stats
+    for what, values in (("y", y), ("sample_weight", weight)):
+        if values is not None and len(values) != X.shape[0]:
+            raise DataError(LENGTHS.format(n_x=X.shape[0], n_y=len(values), what=what, where=where))
+    bad = first_non_finite_column(X)
+    if bad >= 0:
+        column = repr(x_part.columns[bad]) if hasattr(x_part, "columns") else bad
+        raise DataError(NON_FINITE_X.format(where=f"column {column}, {where}"))
+    if y.dtype.kind in "fc" and not np.isfinite(y).all():
+        raise DataError(NON_FINITE_Y.format(where=where))
+    if y.dtype.kind == "f" and (y != np.round(y)).any():
+        raise DataError(f"Unknown label type: continuous y ({where}): expected two class labels. "
+                        "Threshold the target into classes first")
+    if weight is not None and not (np.isfinite(weight).all() and (weight >= 0).all()):
+        raise DataError(BAD_WEIGHTS.format(where=where))
+    labels = np.unique(y)
+    counted = np.ones(len(y)) if weight is None else weight
+    label_weights = [float(counted[y == label].sum()) for label in labels] if len(labels) <= 2 else []
+    return RawBlock(X, y, weight), {"n_rows": X.shape[0], "labels": labels[:3],
+                                    "label_weights": label_weights}
 
 
 def first_non_finite_column(X: Any) -> int:
@@ -363,13 +376,11 @@ def encode_block(raw: RawBlock, positive: Any, class_weight: np.ndarray, row_off
 
 def margin_histogram(block: Block, coef: np.ndarray, fit_intercept: bool,
                      class_weight: np.ndarray) -> np.ndarray:
-    """Weights and weighted margins of each class in :data:`HISTOGRAM_BINS` margin bins.
+    """``[weight, weight·z]`` per (class, margin bin), flattened: 4 x :data:`HISTOGRAM_BINS`.
 
-    Bins are uniform in t = z / (1 + |z|), which maps every margin into (-1, 1) with fine
-    bins (width ≈ 2.4e-4) near the decision boundary and coarse ones far from it, so one
-    pass needs no prior range. Row weights are sample weights only (class weights are
-    divided out): the calibrated probabilities estimate the data's real frequencies.
-    Returns ``[weight, weight·z]`` per (class, bin), flattened (4 x bins values).
+    Bins are uniform in t = z/(1 + |z|): every margin fits with no prior range, and bins
+    near the boundary are ~2.4e-4 wide. Class weights are divided out, so calibrated
+    probabilities estimate the data's real frequencies.
     """
     z = decision_block(block.X, coef[:block.X.shape[1]], coef[-1] if fit_intercept else 0.0)
     positive = block.y > 0
@@ -472,13 +483,12 @@ class Objective:
 
 
 def newton(objective: Objective, settings: Settings) -> Result:
-    """Newton's method with a backtracking (Armijo) line search.
+    """Newton's method with a backtracking (Armijo) line search, one pass per iteration.
 
-    An iteration evaluates f, ∇f and ∇²f = C·XᵀDX + I in one pass at the trial point
-    θ + p, p = -H⁻¹g (Cholesky of the small p x p Hessian). If f did not decrease enough,
-    the step is halved with loss-only passes until it does and the derivatives are taken
-    at the accepted point; near the optimum the full step is always taken, so an iteration
-    is one pass. Stops when max|∇F| <= tol, or when no step lowers f beyond rounding.
+    f, ∇f and ∇²f = C·XᵀDX + I come from one pass at the trial point θ - H⁻¹g. Only if f
+    did not decrease enough is the step halved (loss-only passes) and the derivatives
+    recomputed at the accepted point. Stops when max|∇F| <= tol, or when no step lowers f
+    beyond rounding.
     """
     theta = np.zeros(objective.p)
     f, g, H = objective(theta, 2)
@@ -566,15 +576,10 @@ def lbfgs(objective: Objective, settings: Settings) -> Result:
 def sgd(objective: Objective, settings: Settings) -> Result:
     """Mini-batch (proximal) gradient descent with Spark MLlib's semantics.
 
-    Iteration t draws a fresh Bernoulli(``mini_batch_fraction``) sample of every block,
-    seeded by (seed, t), takes the batch's weighted mean loss gradient ĝ and steps with
-    η_t = step_size/√t on F = mean loss + λ((1-ρ)/2‖w‖² + ρ‖w‖₁), λ = 1/(C·Σs),
-    ρ = ``l1_ratio``::
-
-        w ← S_{η_t·λ·ρ}((1 - η_t·λ·(1-ρ))·w - η_t·ĝ_w),    b ← b - η_t·ĝ_b
-
-    (Spark's ``SquaredL2Updater``; its ``L1Updater`` soft threshold S for the L1 part).
-    Stops when ‖θ_t - θ_{t-1}‖ < tol·max(‖θ_t‖, 1), Spark's ``convergenceTol`` test.
+    Step t on a fresh Bernoulli sample seeded by (seed, t), with η_t = step_size/√t, λ =
+    1/(C·Σs), ρ = l1_ratio and ĝ the batch's mean loss gradient (Spark's SquaredL2Updater,
+    and its L1Updater's soft threshold S): w ← S_{η_t·λ·ρ}((1 - η_t·λ·(1-ρ))·w - η_t·ĝ_w),
+    b ← b - η_t·ĝ_b. Stops when ‖θ_t - θ_{t-1}‖ < tol·max(‖θ_t‖, 1) (Spark's convergenceTol).
     """
     d, p = objective.d, objective.p
     lam, rho = 1.0 / objective.scale, settings.l1_ratio

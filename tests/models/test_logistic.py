@@ -221,6 +221,13 @@ def test_dask_on_a_cluster_equals_in_memory(estimator: object, client: object) -
     np.testing.assert_array_equal(labels, local.predict(FRAME))
 
 
+def test_errors_found_on_workers_reach_the_caller(client: object) -> None:
+    frame = dd.from_pandas(pd.DataFrame(bad(np.nan, row=1_400), columns=NAMES), npartitions=3)
+    with pytest.raises(DataError, match=r"X contains NaN or infinity \(column 'recency', "
+                                        r"LogisticRegression.fit, block 2\)"):
+        LogisticRegression().fit(frame, Y, client=client)
+
+
 def test_predictions_on_dask_arrays_are_lazy_blockwise() -> None:
     model = LogisticRegression().fit(X, Y)
     lazy = da.from_array(X, chunks=(500, 2))
@@ -365,7 +372,7 @@ def test_length_and_weight_errors() -> None:
         LogisticRegression().fit(X, Y, sample_weight=-SW)
     with pytest.raises(DataError, match=r"class 1 has zero total weight"):
         LogisticRegression().fit(X, Y, sample_weight=np.where(Y == 1, 0.0, 1.0))
-    with pytest.raises(DataError, match=r"column 'text' of X \(block 0\) has dtype"):
+    with pytest.raises(DataError, match=r"column 'text' of X \(LogisticRegression.fit, block \d\) has dtype"):
         LogisticRegression().fit(dd.from_pandas(FRAME.assign(text="a"), npartitions=2), Y)
 
 
