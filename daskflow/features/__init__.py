@@ -11,6 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from daskflow.features._blocks import Block
+    from daskflow.features._conversion import (
+        ConversionEncoder,
+        build_conversion_features,
+        load_features,
+        save_features,
+        split_users,
+    )
     from daskflow.features._interactions import (
         InteractionMatrix,
         block_bounds,
@@ -20,12 +27,15 @@ if TYPE_CHECKING:
     from daskflow.features._kpis import log_kpis
     from daskflow.features._store import load_interactions, save_interactions
 
-__all__ = ["Block", "InteractionMatrix", "block_bounds", "build_interactions", "leave_k_out_split",
-           "load_interactions", "log_kpis", "save_interactions"]
+__all__ = ["Block", "ConversionEncoder", "InteractionMatrix", "block_bounds", "build_conversion_features",
+           "build_interactions", "leave_k_out_split", "load_features", "load_interactions", "log_kpis",
+           "save_features", "save_interactions", "split_users"]
 
 _MODULES = {"Block": "_blocks", "InteractionMatrix": "_interactions", "block_bounds": "_interactions",
             "build_interactions": "_interactions", "leave_k_out_split": "_interactions",
-            "log_kpis": "_kpis", "load_interactions": "_store", "save_interactions": "_store"}
+            "log_kpis": "_kpis", "load_interactions": "_store", "save_interactions": "_store",
+            "ConversionEncoder": "_conversion", "build_conversion_features": "_conversion",
+            "load_features": "_conversion", "save_features": "_conversion", "split_users": "_conversion"}
 
 
 def __getattr__(name: str) -> Any:

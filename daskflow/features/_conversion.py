@@ -1,0 +1,510 @@
+"""Per-user features for the conversion model P(convert | saw house ad), built out of core.
+
+How :func:`build_conversion_features` runs (docs/conversion_features.md has the features):
+
+1. Every partition of every log is reduced by a pandas kernel (``_conversion_blocks``) to
+   partials: one row per (user, day) of listens, one per user of impressions, the distinct
+   (user, item) pairs, the conversions. Each row carries a hash bucket of its user.
+2. The partials (one table for the user rows, listen days, impressions and conversions;
+   one for the pairs) are shuffled into ``split_out`` buckets with ``set_index`` on the
+   bucket and fixed divisions, so both come out co-partitioned: partition ``b`` of each
+   holds the same users. That is the hash-partitioned combine a ``groupby(...,
+   split_out=)`` does, done twice for everything instead of one groupby and one join per
+   group of features; only the reduced partials move, never a whole log.
+3. One kernel per bucket combines the partials into feature rows; the result is persisted,
+   with the span of the logs (first day, latest event) reduced from the partials.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from daskflow._dask import compute, persist
+from daskflow._errors import DataError, ParameterError, SchemaError
+from daskflow.features import _conversion_blocks as blocks
+from daskflow.io import open_filesystem, read_table, write_parquet
+
+__all__ = ["build_conversion_features", "ConversionEncoder", "split_users", "save_features",
+           "load_features", "DEFAULT_PLATFORMS", "DEFAULT_PLACEMENTS"]
+
+log = logging.getLogger("daskflow")
+
+#: Platforms and ad placements that get a share column each (others count as "other").
+DEFAULT_PLATFORMS = ("mobile", "desktop", "web", "tablet")
+DEFAULT_PLACEMENTS = ("audio", "display", "video", "banner")
+
+_REQUIRED = {
+    "listens": ("user_id", "track_id", "artist_id", "ms_played", "ts", "platform"),
+    "users": ("user_id", "age", "gender", "country", "product", "signup_date"),
+    "ad_impressions": ("user_id", "campaign", "placement", "ts"),
+    "conversions": ("user_id", "ts"),
+}
+_PARTIALS_PER_BUCKET = 8  # default split_out: one bucket per this many listen partitions
+
+
+def build_conversion_features(listens: dd.DataFrame | pd.DataFrame, users: dd.DataFrame | pd.DataFrame,
+                              impressions: dd.DataFrame | pd.DataFrame,
+                              conversions: dd.DataFrame | pd.DataFrame, *, window_days: float = 7,
+                              session_gap_minutes: float = 30, end: str | pd.Timestamp | None = None,
+                              platforms: Sequence[str] = DEFAULT_PLATFORMS,
+                              placements: Sequence[str] = DEFAULT_PLACEMENTS,
+                              split_out: int | None = None, client: Any = None) -> dd.DataFrame:
+    """One row of features per user of ``users``, with the conversion label.
+
+    Parameters
+    ----------
+    listens, users, impressions, conversions
+        The lake tables (Dask or pandas DataFrames), e.g. from
+        :func:`daskflow.io.read_table`; see docs/conversion_features.md for the columns used.
+    window_days
+        Label window: a user is positive when a conversion follows the first impression
+        by at most this many days.
+    session_gap_minutes
+        A silence longer than this between two listens starts a new session.
+    end
+        End of observation: events after it are ignored, and users whose label window
+        runs past it are ``censored``. Default: the latest listen or impression.
+    platforms, placements
+        Values of ``listens.platform`` / ``impressions.placement`` that get a share column;
+        other values are pooled in ``*_share_other``.
+    split_out
+        Number of output partitions (user buckets). Default: one per 8 partitions of
+        ``listens`` and at least one per partition of ``users``.
+    client
+        A ``distributed.Client`` to run on; default: dask's current scheduler.
+
+    Returns
+    -------
+    dask.dataframe.DataFrame
+        Persisted; columns ``user_id``, behaviour, demographics, exposure, ``exposed``,
+        ``label`` (int8) and ``censored`` (see the docs for each definition and unit).
+
+    Raises
+    ------
+    SchemaError
+        A table lacks a required column or has a column of the wrong type.
+    DataError
+        An empty table, missing IDs or times, duplicate users, log rows of users missing
+        from ``users``, or no user exposed to an ad by ``end``.
+    ParameterError
+        ``window_days``, ``session_gap_minutes`` or ``split_out`` out of range, or an
+        ``end`` that is not a time.
+
+    Examples
+    --------
+    >>> names = ("listens", "users", "ad_impressions", "conversions")
+    >>> features = build_conversion_features(*(read_table(f"lake/{n}") for n in names))  # doctest: +SKIP
+    """
+    if not window_days > 0:
+        raise ParameterError(f"window_days={window_days!r} is not a positive number of days: expected > 0, "
+                             "e.g. 7")
+    if not session_gap_minutes > 0:
+        raise ParameterError(f"session_gap_minutes={session_gap_minutes!r} is not positive: expected "
+                             "> 0, e.g. 30")
+    if split_out is not None and (not isinstance(split_out, int) or split_out < 1):
+        raise ParameterError(f"split_out={split_out!r} is not a positive integer: expected >= 1 or None")
+    tables = {"listens": listens, "users": users, "ad_impressions": impressions, "conversions": conversions}
+    tables = {name: _as_dask(frame, name) for name, frame in tables.items()}
+    end_ms = None if end is None else _ms(_utc(end))
+    platforms, placements = tuple(platforms), tuple(placements)
+    n_buckets = split_out or max(tables["users"].npartitions,
+                                 math.ceil(tables["listens"].npartitions / _PARTIALS_PER_BUCKET))
+    gap_ms = int(session_gap_minutes * 60_000)
+
+    listen_columns = tables["listens"][list(_REQUIRED["listens"])]
+    impression_columns = tables["ad_impressions"][list(_REQUIRED["ad_impressions"])]
+    schema = blocks.row_schema(platforms, placements)
+    people = _rows(tables["users"][list(_REQUIRED["users"])], blocks.user_rows, blocks.SOURCE_USERS, schema,
+                   n_buckets=n_buckets)
+    days = _rows(listen_columns, blocks.listen_day_partials, blocks.SOURCE_LISTEN_DAYS, schema,
+                 n_buckets=n_buckets, platforms=platforms, gap_ms=gap_ms, end_ms=end_ms)
+    ads = _rows(impression_columns, blocks.impression_partials, blocks.SOURCE_IMPRESSIONS, schema,
+                n_buckets=n_buckets, placements=placements, end_ms=end_ms)
+    converted = _rows(tables["conversions"][["user_id", "ts"]], blocks.conversion_rows,
+                      blocks.SOURCE_CONVERSIONS, schema, n_buckets=n_buckets, end_ms=end_ms)
+    pairs = dd.concat([_partials(listen_columns, blocks.listen_pairs, n_buckets=n_buckets, end_ms=end_ms),
+                       _partials(impression_columns, blocks.impression_pairs, n_buckets=n_buckets,
+                                 end_ms=end_ms)])
+    # The span of the logs, from the partials in the same pass (no separate scan): the
+    # latest listen or impression is the end of observation unless one was given.
+    span = (days["day"].min(), ads["first_impression_ms"].min(), days["last_ms"].max(), ads["last_ms"].max(),
+            people["user_id"].size)
+    settings = dict(end_ms=end_ms, window_ms=int(window_days * blocks.DAY_MS), gap_ms=gap_ms,
+                    platforms=platforms, placements=placements)
+    inputs = [_by_bucket(dd.concat([people, days, ads, converted]), n_buckets), _by_bucket(pairs, n_buckets)]
+    meta = blocks.user_features(*(frame._meta for frame in inputs), start_day=0, **{**settings, "end_ms": 0})
+    features = dd.map_partitions(_bucket_features, *inputs, *span, meta=meta, clear_divisions=True,
+                                 align_dataframes=False, **settings)
+    (features, *span) = persist([features, *span], client)
+    _summarize(features, pd.Timestamp(_end_of(end_ms, *compute(span[2:4], client)), unit="ms"), client)
+    return features
+
+
+def _bucket_features(rows: pd.DataFrame, pairs: pd.DataFrame, first_listen_day: Any, first_ad_ms: Any,
+                     last_listen_ms: Any, last_ad_ms: Any, n_users: int, *, end_ms: int | None,
+                     **settings: Any) -> pd.DataFrame:
+    """:func:`_conversion_blocks.user_features` with the span of the logs resolved."""
+    if n_users == 0:
+        raise DataError("the users table is empty: expected one row per user. Check the source's uri and "
+                        "filters")
+    first_days = [v for v in (first_listen_day, _floor_day(first_ad_ms)) if _known(v)]
+    end = _end_of(end_ms, last_listen_ms, last_ad_ms)
+    if not first_days:
+        raise DataError("the listens and ad_impressions tables have no rows (at or before end): expected "
+                        "event logs to build features from. Check the sources' uris and filters")
+    start_day = int(min(first_days))
+    if end < start_day * blocks.DAY_MS:
+        raise DataError(f"end={pd.Timestamp(end, unit='ms')} is before the first day of the logs "
+                        f"({pd.Timestamp(start_day * blocks.DAY_MS, unit='ms').date()}): expected an end "
+                        "of observation within or after the logs")
+    return blocks.user_features(rows, pairs, start_day=start_day, end_ms=end, **settings)
+
+
+def _known(value: Any) -> bool:
+    return value is not None and not pd.isna(value)
+
+
+def _floor_day(ms: Any) -> Any:
+    return int(ms) // blocks.DAY_MS if _known(ms) else None
+
+
+def _end_of(end_ms: int | None, last_listen_ms: Any, last_ad_ms: Any) -> int:
+    if end_ms is not None:
+        return end_ms
+    known = [int(v) for v in (last_listen_ms, last_ad_ms) if _known(v)]
+    return max(known) if known else 0
+
+
+def _as_dask(frame: Any, name: str) -> dd.DataFrame:
+    if isinstance(frame, pd.DataFrame):
+        frame = dd.from_pandas(frame, npartitions=1)
+    if not isinstance(frame, dd.DataFrame):
+        raise SchemaError(f"the {name} table is a {type(frame).__name__}: expected a Dask or pandas "
+                          f"DataFrame, e.g. read_table('<lake>/{name}')")
+    missing = [c for c in _REQUIRED[name] if c not in frame.columns]
+    if missing:
+        raise SchemaError(f"the {name} table lacks column(s) {', '.join(map(repr, missing))}: expected "
+                          f"{', '.join(_REQUIRED[name])}; found {', '.join(map(str, frame.columns))}. "
+                          "Rename the columns or read the table with them")
+    dtypes = frame.dtypes
+    for column in ("ts",) if "ts" in _REQUIRED[name] else ():
+        if not _is_datetime(dtypes[column]):
+            raise SchemaError(f"column 'ts' of the {name} table has type {dtypes[column]}: expected a "
+                              "timestamp. Convert it (e.g. pd.to_datetime) or fix the source's schema")
+    for column in {"listens": ("ms_played",), "users": ("age",)}.get(name, ()):
+        if not pd.api.types.is_numeric_dtype(dtypes[column]):
+            raise SchemaError(f"column {column!r} of the {name} table has type {dtypes[column]}: "
+                              "expected a number. Fix the data or the source's schema")
+    return frame
+
+
+def _is_datetime(dtype: Any) -> bool:
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return True
+    arrow = getattr(dtype, "pyarrow_dtype", None)
+    return arrow is not None and str(arrow).startswith("timestamp")
+
+
+def _ms(stamp: pd.Timestamp) -> int:
+    return int(stamp.to_datetime64().astype("datetime64[ms]").astype(np.int64))
+
+
+def _utc(value: Any) -> pd.Timestamp:
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"end={value!r} is not a time: expected a timestamp or a string such as "
+                             "'2026-01-28 23:59'") from exc
+    if stamp is pd.NaT:
+        raise ParameterError(f"end={value!r} is not a time: expected a timestamp, or None for the "
+                             "latest event")
+    return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo is not None else stamp
+
+
+def _partials(frame: dd.DataFrame, function: Callable[..., pd.DataFrame], **kwargs: Any) -> dd.DataFrame:
+    return frame.map_partitions(function, meta=function(frame._meta, **kwargs), **kwargs)
+
+
+def _rows(frame: dd.DataFrame, kernel: Callable[..., pd.DataFrame], source: int,
+          schema: dict[str, tuple[Any, Any]], **kwargs: Any) -> dd.DataFrame:
+    return _partials(frame, blocks.partial_rows, kernel=kernel, source=source, schema=schema, **kwargs)
+
+
+def _by_bucket(frame: dd.DataFrame, n_buckets: int) -> dd.DataFrame:
+    # Fixed divisions: no sampling pass, and every table gets the same partition per bucket
+    # (the last division is inclusive, so buckets 0 .. n-1 need divisions 0 .. n).
+    return frame.set_index("bucket", divisions=list(range(n_buckets + 1)))
+
+
+def _summarize(features: dd.DataFrame, end: pd.Timestamp, client: Any) -> None:
+    population = features["exposed"] & ~features["censored"]
+    n_users, n_listens, n_exposed, n_population, n_positive = compute(
+        [features["user_id"].size, features["n_listens"].sum(), features["exposed"].sum(), population.sum(),
+         features["label"][population].sum()], client)
+    if n_listens == 0:
+        raise DataError(f"the listens table has no rows at or before end={end}: expected the listening "
+                        "log of the users. Check the source's uri and filters")
+    if n_exposed == 0:
+        raise DataError(f"no user saw a house ad by end={end}: the conversion label is defined on exposed "
+                        "users. Check the ad_impressions table and its filters, or choose a later end")
+    log.info("conversion features: %d users, %d exposed, %d exposed and uncensored (%d converted) as of %s",
+             n_users, n_exposed, n_population, n_positive, end)
+
+
+# -- encoding -------------------------------------------------------------------------
+
+_CATEGORICAL = ("gender", "country", "product")
+_BASE_NUMERIC = ("n_listens", "listen_hours", "active_share", "listens_per_active_day", "sessions",
+                 "distinct_tracks", "distinct_artists", "recency_days", "age", "tenure_days", "impressions",
+                 "distinct_campaigns", "days_since_first_impression", "ads_per_listen")
+_LOG1P = ("n_listens", "listen_hours", "listens_per_active_day", "sessions", "distinct_tracks",
+          "distinct_artists", "recency_days", "impressions", "distinct_campaigns")
+#: share-column prefix -> the count the share is a fraction of.
+_SHARE_BASES = {"platform_share_": "n_listens", "placement_share_": "impressions"}
+_AD_LOAD = ("ads_per_listen", "impressions", "listens_since_first_impression")
+
+
+class ConversionEncoder(TransformerMixin, BaseEstimator):
+    """Turn a conversion feature table into a float64 design matrix, out of core.
+
+    Numeric columns: shares estimated from few events are smoothed toward the training
+    population's share with ``prior_events`` pseudo-events; ``ads_per_listen`` becomes the
+    smoothed log ad load ``log((impressions + k*m) / (listens_since_first_impression + k))``;
+    heavy-tailed counts get ``log1p``; then dask-ml's ``StandardScaler``, and missing values
+    (e.g. an unknown age) become 0, the training mean. Categorical columns are one-hot
+    encoded with dask-ml's ``Categorizer`` and ``DummyEncoder`` on the categories seen in
+    ``fit``; unseen or missing values encode as all zeros.
+
+    Parameters
+    ----------
+    categorical_columns
+        Columns to one-hot encode.
+    numeric_columns
+        Numeric columns to use; default: behaviour, demographics and exposure features
+        (every ``*_share_*`` column included).
+    log_columns
+        Numeric columns transformed by ``log1p`` before scaling; default: the counts.
+    prior_events
+        Strength of the smoothing, in events (listens or impressions); > 0.
+
+    Attributes
+    ----------
+    feature_names_out_ : numpy.ndarray
+        Names of the output columns.
+
+    Examples
+    --------
+    >>> encoder = ConversionEncoder().fit(train)            # doctest: +SKIP
+    >>> X = encoder.transform(train)  # dask array, known chunks  # doctest: +SKIP
+    """
+
+    def __init__(self, *, categorical_columns: Sequence[str] = _CATEGORICAL,
+                 numeric_columns: Sequence[str] | None = None, log_columns: Sequence[str] | None = None,
+                 prior_events: float = 5.0) -> None:
+        self.categorical_columns = categorical_columns
+        self.numeric_columns = numeric_columns
+        self.log_columns = log_columns
+        self.prior_events = prior_events
+
+    def fit(self, frame: dd.DataFrame | pd.DataFrame, y: Any = None) -> ConversionEncoder:
+        """Learn population shares and rates, categories, and the scaling of ``frame``."""
+        from dask_ml.preprocessing import Categorizer, DummyEncoder, StandardScaler
+
+        if not (isinstance(self.prior_events, int | float) and self.prior_events > 0):
+            raise ParameterError(f"prior_events={self.prior_events!r} is not a positive number: expected "
+                                 "> 0 pseudo-events, e.g. 5")
+        _check_frame(frame, "fit")
+        categorical = list(self.categorical_columns)
+        numeric = list(self.numeric_columns) if self.numeric_columns is not None \
+            else _default_numeric(frame.columns)
+        logged = list(self.log_columns) if self.log_columns is not None \
+            else [c for c in _LOG1P if c in numeric]
+        needed = set(categorical) | set(numeric) | {b for p, b in _SHARE_BASES.items()
+                                                     if any(c.startswith(p) for c in numeric)}
+        if "ads_per_listen" in numeric:
+            needed |= set(_AD_LOAD)
+        missing = sorted(needed - set(frame.columns)) + sorted(set(logged) - set(numeric))
+        if missing:
+            raise SchemaError(f"column(s) {', '.join(map(repr, missing))} needed by ConversionEncoder are "
+                              f"not in the frame (or, for log_columns, not in numeric_columns): found "
+                              f"{', '.join(map(str, frame.columns))}. Pass a table built by "
+                              "build_conversion_features or adjust the column lists")
+        self.feature_names_in_ = np.asarray([str(c) for c in frame.columns], dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
+        self.required_columns_ = sorted(needed)
+        self.numeric_columns_, self.log_columns_ = numeric, logged
+        self.population_rates_, categories = _population(frame, numeric, categorical)
+        self.categories_ = {c: sorted(categories[c]) for c in categorical}
+        derived = _map(frame, self._numeric)
+        self.scaler_ = StandardScaler().fit(derived)
+        self.categorizer_ = Categorizer(categories={c: pd.CategoricalDtype(v) for c, v in
+                                                    self.categories_.items()})
+        known = _map(frame, self._known_categories)
+        self.categorizer_.fit(known)
+        self.dummy_encoder_ = DummyEncoder(columns=categorical).fit(self.categorizer_.transform(known))
+        dummies = [c for c in self.dummy_encoder_.transformed_columns_ if c not in categorical]
+        self.feature_names_out_ = np.asarray(list(derived.columns) + dummies, dtype=object)
+        return self
+
+    def transform(self, frame: dd.DataFrame | pd.DataFrame) -> Any:
+        """The design matrix: a dask array (known chunk sizes) for Dask input, NumPy for pandas."""
+        check_is_fitted(self, "feature_names_out_")
+        _check_frame(frame, "transform")
+        missing = [c for c in self.required_columns_ if c not in frame.columns]
+        if missing:
+            raise SchemaError(f"column(s) {', '.join(map(repr, missing))} used in fit are missing from the "
+                              "frame to transform: pass a table with the columns of the one fitted on")
+        if isinstance(frame, pd.DataFrame):
+            return self._encode(frame).to_numpy(dtype=np.float64)
+        meta = pd.DataFrame({c: pd.Series(dtype=np.float64) for c in self.feature_names_out_})
+        encoded = frame.map_partitions(self._encode, meta=meta)
+        return encoded.to_dask_array(lengths=True)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the output columns (``input_features`` is ignored, as they are fixed)."""
+        check_is_fitted(self, "feature_names_out_")
+        return self.feature_names_out_.copy()
+
+    # One partition at a time: pure pandas, with the transformers fitted above.
+    def _numeric(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return _derive_numeric(frame, self.numeric_columns_, self.log_columns_, self.population_rates_,
+                               float(self.prior_events))
+
+    def _known_categories(self, frame: pd.DataFrame) -> pd.DataFrame:
+        # Values unseen in fit become missing first: a Categorical built from values
+        # outside its categories is deprecated in pandas and will raise.
+        return pd.DataFrame({c: frame[c].astype(blocks.ID_DTYPE).where(frame[c].isin(self.categories_[c]))
+                             for c in self.categories_}, index=frame.index)
+
+    def _encode(self, frame: pd.DataFrame) -> pd.DataFrame:
+        numeric = self.scaler_.transform(self._numeric(frame)).fillna(0.0)
+        dummies = self.dummy_encoder_.transform(self.categorizer_.transform(self._known_categories(frame)))
+        out = pd.concat([numeric, dummies], axis=1).astype(np.float64)
+        return out[list(self.feature_names_out_)]
+
+
+def _check_frame(frame: Any, step: str) -> None:
+    if not isinstance(frame, pd.DataFrame | dd.DataFrame):
+        raise SchemaError(f"ConversionEncoder.{step} got a {type(frame).__name__}: expected the Dask or "
+                          "pandas DataFrame of build_conversion_features")
+
+
+def _default_numeric(columns: Sequence[str]) -> list[str]:
+    shares = [c for c in columns if any(str(c).startswith(p) for p in _SHARE_BASES)]
+    return [c for c in _BASE_NUMERIC if c in columns] + shares
+
+
+def _map(frame: dd.DataFrame | pd.DataFrame, function: Callable[[pd.DataFrame], pd.DataFrame]) -> Any:
+    if isinstance(frame, pd.DataFrame):
+        return function(frame)
+    return frame.map_partitions(function, meta=function(frame._meta))
+
+
+def _population(frame: dd.DataFrame | pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
+                ) -> tuple[dict[str, float], dict[str, list[str]]]:
+    """Population shares/rates (events-weighted) and the categories, in one pass."""
+    totals: dict[str, Any] = {}
+    for column in numeric:
+        base = next((b for p, b in _SHARE_BASES.items() if column.startswith(p)), None)
+        if base is not None:
+            totals[column] = ((frame[column] * frame[base]).sum(), frame[base].sum())
+    if "ads_per_listen" in numeric:
+        totals["ads_per_listen"] = (frame["impressions"].sum(), frame["listens_since_first_impression"].sum())
+    uniques = {c: frame[c].dropna().unique() for c in categorical}
+    if isinstance(frame, dd.DataFrame):
+        totals, uniques = compute([totals, uniques])
+    rates = {c: float(num) / float(den) if den > 0 else 0.0 for c, (num, den) in totals.items()}
+    return rates, {c: [str(v) for v in values] for c, values in uniques.items()}
+
+
+def _derive_numeric(frame: pd.DataFrame, numeric: Sequence[str], logged: Sequence[str],
+                    rates: Mapping[str, float], prior: float) -> pd.DataFrame:
+    out = {}
+    for column in numeric:
+        values = frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
+        base = next((b for p, b in _SHARE_BASES.items() if column.startswith(p)), None)
+        if column == "ads_per_listen":
+            # Posterior-mean-like estimate of the ad load: with few listens since the
+            # first impression the raw ratio is mostly Poisson noise (docs: encoding).
+            impressions = frame["impressions"].to_numpy(dtype=np.float64)
+            listens = frame["listens_since_first_impression"].to_numpy(dtype=np.float64)
+            out["log_ads_per_listen"] = np.log((impressions + prior * rates[column]) / (listens + prior))
+            continue
+        if base is not None:
+            events = frame[base].to_numpy(dtype=np.float64)
+            values = (values * events + prior * rates[column]) / (events + prior)
+        if column in logged:
+            out[f"log1p_{column}"] = np.log1p(np.maximum(values, 0.0))
+        else:
+            out[column] = values
+    return pd.DataFrame(out, index=frame.index)
+
+
+# -- split, save, load --------------------------------------------------------------------
+
+
+def split_users(frame: dd.DataFrame | pd.DataFrame, *, test_size: float = 0.25, by: str = "user",
+                seed: int = 0) -> tuple[Any, Any]:
+    """Train and test sets of the exposed, uncensored users.
+
+    ``by="user"``: a user is in test when a seeded hash of its ID falls below
+    ``test_size``: deterministic, independent of partitioning, and no shuffle.
+    ``by="time"``: users whose first impression is at or before the ``1 - test_size``
+    quantile of first impressions train, later ones test (the quantile is dask's
+    approximate one for Dask input). Unexposed users (the model is P(convert | saw ad))
+    and censored users (their label is not final) are in neither set.
+
+    Returns
+    -------
+    (train, test)
+        Frames of the same type as ``frame``, with all its columns.
+    """
+    if by not in ("user", "time"):
+        raise ParameterError(f"by={by!r} is not a split: expected 'user' or 'time'")
+    if not (isinstance(test_size, int | float) and 0 < test_size < 1):
+        raise ParameterError(f"test_size={test_size!r} is not a fraction: expected 0 < test_size < 1, "
+                             "e.g. 0.25")
+    needed = ["user_id", "exposed", "censored"] + (["first_impression_ts"] if by == "time" else [])
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise SchemaError(f"split_users needs column(s) {', '.join(map(repr, missing))}, not found among "
+                          f"{', '.join(map(str, frame.columns))}: pass a table built by "
+                          "build_conversion_features")
+    population = frame[frame["exposed"] & ~frame["censored"]]
+    if by == "user":
+        in_test = _map(population, lambda part: pd.DataFrame(
+            {"test": blocks.unit_fraction(part["user_id"], seed) < test_size}, index=part.index))["test"]
+    else:
+        first = population["first_impression_ts"].astype("datetime64[ms]").astype(np.int64)
+        in_test = first > first.quantile(1 - test_size)
+    return population[~in_test], population[in_test]
+
+
+def save_features(frame: dd.DataFrame | pd.DataFrame, uri: str,
+                  storage_options: Mapping[str, Any] | None = None, *, overwrite: bool = False) -> str:
+    """Write a feature table as Parquet at ``uri``, published only once complete; returns ``uri``."""
+    if "user_id" not in frame.columns or "label" not in frame.columns:
+        raise SchemaError(f"save_features got a table without 'user_id' and 'label' (columns: "
+                          f"{', '.join(map(str, frame.columns))}): expected the output of "
+                          "build_conversion_features")
+    return write_parquet(frame, uri, storage_options=storage_options, overwrite=overwrite)
+
+
+def load_features(uri: str, storage_options: Mapping[str, Any] | None = None) -> dd.DataFrame:
+    """Read a feature table written by :func:`save_features` (lazily, as a Dask DataFrame)."""
+    fs, path = open_filesystem(uri, storage_options)
+    if not fs.exists(path):
+        raise DataError(f"no saved conversion features at {uri!r}: the path does not exist. Write them "
+                        "with save_features, or check the uri")
+    return read_table(uri, storage_options=storage_options, name="conversion features",
+                      schema={"user_id": "string", "label": "integer", "exposed": "boolean",
+                              "censored": "boolean", "first_impression_ts": "timestamp"})
