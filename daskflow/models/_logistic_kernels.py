@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
-from daskflow._errors import DataError
+from daskflow._errors import DataError, ParameterError
 
 __all__ = ["HISTOGRAM_BINS", "LOSSES", "SOLVERS", "Block", "Objective", "RawBlock", "Result",
            "Settings", "ThreadedPasses", "add", "block_pass", "decision_block", "encode_block",
@@ -606,7 +606,7 @@ def sgd(objective: Objective, settings: Settings) -> Result:
         theta = updated
         seconds.append(time.perf_counter() - started)
         if not np.isfinite(theta).all():
-            raise DataError(f"solver='sgd' diverged at iteration {iteration} (step_size="
+            raise ParameterError(f"solver='sgd' diverged at iteration {iteration} (step_size="
                             f"{settings.step_size}): expected finite weights. Lower step_size or "
                             "scale the features")
         if change < settings.tol * max(float(np.linalg.norm(theta)), 1.0):
