@@ -239,10 +239,16 @@ def _rows(frame: dd.DataFrame, kernel: Callable[..., pd.DataFrame], source: int,
     return _partials(frame, blocks.partial_rows, kernel=kernel, source=source, schema=schema, **kwargs)
 
 
+#: Up to this many input partitions the shuffles run as plain tasks; above it, dask's
+#: default (p2p on a distributed cluster), whose fixed cost of a few seconds then pays off.
+_TASK_SHUFFLE_PARTITIONS = 256
+
+
 def _by_bucket(frame: dd.DataFrame, n_buckets: int) -> dd.DataFrame:
     # Fixed divisions: no sampling pass, and every table gets the same partition per bucket
     # (the last division is inclusive, so buckets 0 .. n-1 need divisions 0 .. n).
-    return frame.set_index("bucket", divisions=list(range(n_buckets + 1)))
+    method = "tasks" if frame.npartitions <= _TASK_SHUFFLE_PARTITIONS else None
+    return frame.set_index("bucket", divisions=list(range(n_buckets + 1)), shuffle_method=method)
 
 
 def _summarize(features: dd.DataFrame, end: pd.Timestamp, client: Any) -> None:
