@@ -201,11 +201,11 @@ CASES: dict[str, Case] = {
     "mini_batch_fraction 0": Case(
         _conversion("conversion.models={m: {model: logistic_regression, "
                     "params: {solver: sgd, mini_batch_fraction: 0.0}}}"),
-        ("mini_batch_fraction", "(0, 1]")),
+        ("mini_batch_fraction=", "expected a number > 0 and <= 1", "conversion.models.m.params")),
     "mini_batch_fraction above 1": Case(
         _conversion("conversion.models={m: {model: logistic_regression, "
                     "params: {solver: sgd, mini_batch_fraction: 1.5}}}"),
-        ("mini_batch_fraction", "(0, 1]")),
+        ("mini_batch_fraction=", "expected a number > 0 and <= 1", "conversion.models.m.params")),
     "C not positive": Case(
         _conversion("conversion.models={m: {model: logistic_regression, params: {C: 0}}}"),
         ("C=0", "is invalid")),

@@ -81,6 +81,7 @@ def run_experiment(config: Config, *, resume: str | Path | None = None) -> RunRe
         Any user mistake found on the way (nothing is published then).
     """
     stages = stages_to_run(config)
+    _check_models(config, stages)
     run_id = config.output.run_id or new_run_id()
     if resume is not None:
         run_id = _resumed_run_id(config, Path(resume))
@@ -121,6 +122,19 @@ def run_experiment(config: Config, *, resume: str | Path | None = None) -> RunRe
         _write_report(work_dir, metrics, config)
     log.info("run published at %s", run_dir)
     return RunResult(run_dir, metrics)
+
+
+def _check_models(config: Config, stages: list[str]) -> None:
+    """Every model the stages will fit, with its parameters checked before any data is read."""
+    from daskflow.models import check_model_params
+
+    tunes_recommender = config.tune is not None and config.tune.target == "recommender"
+    if {"train", "evaluate", "predict"} & set(stages) or tunes_recommender:
+        check_model_params(make_model(config.model.name, config.model.params), where="model")
+    if {"classify", "tune"} & set(stages):
+        for name, entry in config.conversion.models.items():
+            where = f"conversion.models.{name}"
+            check_model_params(make_model(entry.model, entry.params, where=where), where=where)
 
 
 def _resumed_run_id(config: Config, directory: Path) -> str:

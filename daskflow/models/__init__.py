@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = ["BoostedTreesClassifier", "DecisionTreeClassifier", "ImplicitALS", "LinearSVM",
            "LogisticRegression", "NaiveBayesClassifier", "PopularityRecommender",
-           "RandomForestClassifier", "RecommenderMixin", "available_models", "make_model",
-           "model_class"]
+           "RandomForestClassifier", "RecommenderMixin", "available_models", "check_model_params",
+           "make_model", "model_class"]
 
 #: Config name -> (kind, "module:class" of the estimator).
 _REGISTRY: dict[str, tuple[str, str]] = {
@@ -89,3 +89,20 @@ def make_model(name: str, params: dict[str, Any] | None = None, *, where: str = 
         raise ConfigError(f"unknown parameter(s) {', '.join(unknown)} for model {name!r} "
                           f"({where}.params): allowed: {', '.join(sorted(allowed)) or 'none'}")
     return cls(**params)
+
+
+def check_model_params(model: Any, *, where: str = "model") -> None:
+    """Check a model's hyperparameters now rather than in ``fit``, naming the config section.
+
+    Estimators check their parameters when fitted (the scikit-learn contract); an
+    experiment checks them all before any data is read, so a typo costs seconds.
+    """
+    from daskflow._errors import ParameterError
+    from daskflow.models._params import check_params
+
+    try:
+        check_params(model, getattr(model, "_rules", {}))
+        if hasattr(model, "_check_more_params"):
+            model._check_more_params()
+    except ParameterError as exc:
+        raise ParameterError(f"{exc} ({where}.params)") from exc
