@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).parents[1] / "daskflow"
 LIBRARY = ("io", "sample", "features", "models", "evaluation", "prediction", "cluster", "tuning",
            "reporting")
 KERNELS = ("_kernels.py", "features/_blocks.py", "evaluation/_kernels.py", "sample/_model.py",
-           "models/_als_kernels.py", "models/_logistic_kernels.py", "models/_classifier_kernels.py",
+           "models/_als_kernels.py", "models/_logistic_kernels.py", "models/_logistic_solvers.py",
+           "models/_classifier_kernels.py",
            "evaluation/_classification_kernels.py", "features/_conversion_blocks.py")
 
 

@@ -31,6 +31,7 @@ from threadpoolctl import threadpool_limits
 from daskflow._dask import compute, persist
 from daskflow._errors import DataError, ParameterError
 from daskflow.models import _logistic_kernels as kernels
+from daskflow.models import _logistic_solvers as solvers
 from daskflow.models._params import Rule, check_params
 
 __all__ = ["LogisticRegression", "LinearSVM"]
@@ -109,8 +110,8 @@ class _LinearBinaryClassifier(ClassifierMixin, BaseEstimator):
                     return problem.runner.run(kernels.block_pass, coef, self.fit_intercept,
                                               self._loss, order, sample)
 
-                objective = kernels.Objective(run, problem.n_features, problem.weight_sum, settings)
-                result = kernels.SOLVERS[self.solver](objective, settings)
+                objective = solvers.Objective(run, problem.n_features, problem.weight_sum, settings)
+                result = solvers.SOLVERS[self.solver](objective, settings)
                 self._store(problem, result)
                 self._calibrate(problem)
             finally:
@@ -122,11 +123,11 @@ class _LinearBinaryClassifier(ClassifierMixin, BaseEstimator):
                           stacklevel=2)
         return self
 
-    def _settings(self) -> kernels.Settings:
+    def _settings(self) -> solvers.Settings:
         seed = getattr(self, "random_state", 0)
         if seed is None:  # one draw per fit, so that every block samples consistently
             seed = int(np.random.SeedSequence().entropy % 2**32)
-        return kernels.Settings(C=float(self.C), fit_intercept=self.fit_intercept, tol=float(self.tol),
+        return solvers.Settings(C=float(self.C), fit_intercept=self.fit_intercept, tol=float(self.tol),
                                 max_iter=self.max_iter, seed=seed,
                                 step_size=float(getattr(self, "step_size", 1.0)),
                                 mini_batch_fraction=float(getattr(self, "mini_batch_fraction", 1.0)),
@@ -246,7 +247,7 @@ class _LinearBinaryClassifier(ClassifierMixin, BaseEstimator):
                                  f"classes of y ({classes.tolist()}): expected keys among the classes")
         return out
 
-    def _store(self, problem: _Problem, result: kernels.Result) -> None:
+    def _store(self, problem: _Problem, result: solvers.Result) -> None:
         d = problem.n_features
         self.classes_ = problem.classes
         self.coef_ = result.coef[:d].reshape(1, d).copy()
@@ -568,7 +569,7 @@ class LinearSVM(_LinearBinaryClassifier):
         coef = np.concatenate([self.coef_[0], self.intercept_ if self.fit_intercept else []])
         histogram = problem.runner.run(kernels.margin_histogram, coef, self.fit_intercept,
                                        problem.class_weight)
-        self.calibration_ = np.array(kernels.platt(histogram))
+        self.calibration_ = np.array(solvers.platt(histogram))
 
     def _proba_args(self) -> dict[str, Any]:
         return {**super()._proba_args(), "slope": float(self.calibration_[0]),

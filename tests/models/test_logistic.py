@@ -289,7 +289,8 @@ def test_kernel_module_imports_neither_dask_nor_scikit_learn() -> None:
     names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert not {n for n in names if n.split(".")[0] in ("dask", "distributed", "sklearn")}
-    code = ("import sys, daskflow.models._logistic_kernels; print(sorted({'dask', 'sklearn', "
+    code = ("import sys, daskflow.models._logistic_kernels, daskflow.models._logistic_solvers; "
+            "print(sorted({'dask', 'sklearn', "
             "'pandas', 'scipy.optimize'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
