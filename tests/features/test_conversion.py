@@ -13,7 +13,6 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from daskflow import DataError, ParameterError, SchemaError
@@ -26,6 +25,7 @@ from daskflow.features import (
 )
 from daskflow.features._conversion_blocks import listen_day_partials, unit_fraction
 from daskflow.io import read_table
+from daskflow.models import LogisticRegression
 from daskflow.sample import Scale, generate_lake
 
 TABLES = ("listens", "users", "ad_impressions", "conversions")
@@ -190,8 +190,8 @@ def test_planted_truth_is_recovered(tmp_path: Path) -> None:
         features = build_conversion_features(*read_lake(tmp_path / "lake"))
         train, test = split_users(features, seed=0)
         encoder = ConversionEncoder().fit(train)
-        model = LogisticRegression(max_iter=1000).fit(encoder.transform(train).compute(),
-                                                      train["label"].compute())
+        # daskflow's own estimator, on the Dask table (Newton, the default solver).
+        model = LogisticRegression(C=1.0).fit(encoder.transform(train), train["label"])
         test = test.compute()
         predicted = model.predict_proba(encoder.transform(test))[:, 1]
         truth = read_table(str(tmp_path / "lake" / "truth" / "users"), columns=["user_id", "p_convert"])
