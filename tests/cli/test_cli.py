@@ -47,7 +47,8 @@ def test_validate_prints_resolved_config() -> None:
     result = daskflow("validate", str(QUICKSTART), "cluster.n_workers=1")
     assert result.returncode == 0, result.stderr
     assert "n_workers: 1" in result.stdout and "memory_limit: 2GiB" in result.stdout
-    assert "valid: stages kpis -> interactions -> train -> evaluate -> predict" in result.stderr
+    assert ("valid: stages kpis -> interactions -> train -> evaluate -> features -> classify -> predict "
+            "-> score") in result.stderr
 
 
 def test_validate_unknown_key_exits_2_naming_it(tmp_path: Path) -> None:
@@ -187,6 +188,13 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
         assert (run_dir / path).exists(), path
     import pandas as pd
 
+    # The conversion model beside the recommender: it beats chance and scores every user.
+    conversion = metrics["conversion"]
+    assert conversion["models"]["logistic_regression"]["roc_auc"] > 0.6
+    scores = pd.read_parquet(run_dir / "predictions" / "conversion_scores.parquet")
+    assert len(scores) == conversion["population"]["users"] == 2_000
+    page = (run_dir / "report.html").read_text()
+    assert page.count("<img ") == 5  # ranking metrics, ALS loss, ROC, gains, calibration
     recommendations = pd.read_parquet(run_dir / "predictions" / "recommendations.parquet")
     users = pd.read_parquet(run_dir / "artifacts" / "user_index.parquet")
     assert set(recommendations.user_id) == set(users.user_id)
