@@ -54,7 +54,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -62,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _sampler import RssSampler  # benchmarks/ is the script's directory
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TARGET = 1e-6  # relative objective gap that counts as "reached the optimum"
@@ -308,7 +308,7 @@ def daskflow_on_cluster(args: argparse.Namespace, rows: int, memory_limit: str, 
             dashboard_address=":0") as client:
         _cluster_fit(args, 20_000, C, tol, client)
         for _ in range(repeat):
-            with Sampler(client) as sampler:
+            with RssSampler(client, period=0.25) as sampler:
                 result = _cluster_fit(args, rows, C, tol, client, generate_in_fit)
             result.update(peak_worker_memory_bytes=max(sampler.peak.values(), default=0),
                           spilled_to_disk_peak_bytes=sum(sampler.spilled.values()))
@@ -344,35 +344,6 @@ def _cluster_fit(args: argparse.Namespace, rows: int, C: float, tol: float, clie
             "setup_seconds": round(seconds - sum(model.iteration_seconds_), 2),
             "coef": model.coef_[0], "intercept": float(model.intercept_[0]),
             "data_bytes": rows * (args.features + 1) * 8}
-
-
-class Sampler:
-    """Polls the workers' memory and spilled bytes through the scheduler, keeps the peaks."""
-
-    def __init__(self, client: Any) -> None:
-        self.client, self.peak, self.spilled = client, {}, {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                for address, worker in self.client.scheduler_info(n_workers=-1)["workers"].items():
-                    metrics = worker.get("metrics", {})
-                    self.peak[address] = max(self.peak.get(address, 0), int(metrics.get("memory", 0)))
-                    disk = int(metrics.get("spilled_bytes", {}).get("disk", 0))
-                    self.spilled[address] = max(self.spilled.get(address, 0), disk)
-            except Exception:  # the scheduler is busy: try again
-                pass
-            time.sleep(0.25)
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def machine() -> dict[str, Any]:

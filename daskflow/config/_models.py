@@ -60,6 +60,16 @@ _NOT_YET: dict[str, str] = {}
 PositiveInt = Annotated[int, Field(ge=1)]
 
 
+def _registered(name: str, kind: str, noun: str) -> str:
+    """``name`` if the model registry has it as ``kind``; else an error listing what it has."""
+    from daskflow.models import available_models
+
+    names = available_models(kind)
+    if name not in names:
+        raise ValueError(f"unknown {noun} {name!r}; available: {', '.join(names)}")
+    return name
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -291,12 +301,7 @@ class ModelConfig(_Section):
     @field_validator("name")
     @classmethod
     def _known_model(cls, name: str) -> str:
-        from daskflow.models import available_models
-
-        names = available_models("recommender")
-        if name not in names:
-            raise ValueError(f"unknown model {name!r}; available: {', '.join(names)}")
-        return name
+        return _registered(name, "recommender", "model")
 
 
 class EvaluateConfig(_Section):
@@ -406,12 +411,7 @@ class ClassifierConfig(_Section):
     @field_validator("model")
     @classmethod
     def _known_classifier(cls, name: str) -> str:
-        from daskflow.models import available_models
-
-        names = available_models("classifier")
-        if name not in names:
-            raise ValueError(f"unknown classifier {name!r}; available: {', '.join(names)}")
-        return name
+        return _registered(name, "classifier", "classifier")
 
 
 class ConversionSplitConfig(_Section):

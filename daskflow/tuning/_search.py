@@ -110,6 +110,17 @@ def parameter_trials(space: Mapping[str, Sequence[Any]], *, method: str = "grid"
     return [grid[i] for i in sorted(picks)]
 
 
+def _estimator_trials(estimator: Any, space: Mapping[str, Sequence[Any]], method: str,
+                      n_trials: int | None, seed: int) -> list[dict[str, Any]]:
+    """The trials of a search, after checking the estimator has every searched parameter."""
+    valid = estimator.get_params(deep=False)
+    unknown = sorted(set(space) - set(valid))
+    if unknown:
+        raise ParameterError(f"tune.params names {', '.join(unknown)}, which {type(estimator).__name__} "
+                             f"does not have: expected some of {', '.join(sorted(valid))}")
+    return parameter_trials(space, method=method, n_trials=n_trials, seed=seed)
+
+
 def _fit_and_score(estimator: Any, params: dict[str, Any], X: Any, y: np.ndarray, w: Any,
                    train: np.ndarray, test: np.ndarray, metric: str) -> tuple[float, float]:
     """One (trial, fold): fit a clone on ``train`` rows, score on ``test`` rows (runs on a worker)."""
@@ -188,12 +199,7 @@ def search(estimator: Any, space: Mapping[str, Sequence[Any]], X: Any, y: Any, *
         raise ParameterError(f"tune.folds must be an integer >= 2, got {folds!r}")
     if holdout is not None and not 0 < holdout < 1:
         raise ParameterError(f"tune.holdout must be a share in (0, 1), got {holdout!r}")
-    trials = parameter_trials(space, method=method, n_trials=n_trials, seed=seed)
-    valid = estimator.get_params(deep=False)
-    unknown = sorted(set(space) - set(valid))
-    if unknown:
-        raise ParameterError(f"tune.params names {', '.join(unknown)}, which {type(estimator).__name__} "
-                             f"does not have: expected some of {', '.join(sorted(valid))}")
+    trials = _estimator_trials(estimator, space, method, n_trials, seed)
     table = as_table(X)
     _, positive = binary_labels(y, table.data.shape[0])
     started = time.perf_counter()
@@ -379,12 +385,7 @@ def search_recommender(estimator: Any, space: Mapping[str, Sequence[Any]], matri
     name, cut = _ranking_metric(metric)
     if not isinstance(folds, int) or folds < 1:
         raise ParameterError(f"tune.folds must be an integer >= 1 for a recommender, got {folds!r}")
-    trials = parameter_trials(space, method=method, n_trials=n_trials, seed=seed)
-    valid = estimator.get_params(deep=False)
-    unknown = sorted(set(space) - set(valid))
-    if unknown:
-        raise ParameterError(f"tune.params names {', '.join(unknown)}, which {type(estimator).__name__} "
-                             f"does not have: expected some of {', '.join(sorted(valid))}")
+    trials = _estimator_trials(estimator, space, method, n_trials, seed)
     splits = [leave_k_out_split(matrix, k=holdout, min_items=min_items, mode="random", seed=seed + f,
                                 client=client) for f in range(folds)]
     started = time.perf_counter()
