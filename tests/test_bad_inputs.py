@@ -153,7 +153,8 @@ def _unreachable_s3(lake: Path, work: Path) -> list[str]:
     port = free_port()  # nothing listens there
     return ["data.sources.listens.uri=s3://lake/listens",
             f"data.sources.listens.storage_options={{endpoint_url: 'http://127.0.0.1:{port}', "
-            "key: a, secret: b}"]
+            # botocore's own retries inside each of daskflow's 3 attempts: one, to keep this quick
+            "key: a, secret: b, config_kwargs: {retries: {max_attempts: 1}}}"]
 
 
 def _unreachable_scheduler(lake: Path, work: Path) -> list[str]:
