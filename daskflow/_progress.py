@@ -9,7 +9,7 @@ from typing import Any
 
 import dask
 
-__all__ = ["compute_tasks"]
+__all__ = ["compute_tasks", "wait_with_progress"]
 
 log = logging.getLogger("daskflow")
 
@@ -41,3 +41,25 @@ def compute_tasks(tasks: Sequence[Any], *, client: Any = None, label: str = "tas
             log.info("%s: %d/%d done (%.1fs)", label, done, total, now - started)
             last = now
     return results
+
+
+def wait_with_progress(collections: Sequence[Any], *, client: Any = None, label: str = "tasks",
+                       report_every: float = 5.0) -> None:
+    """Wait for persisted collections' partitions, logging progress at most every few seconds.
+
+    Only meaningful on a distributed ``client`` (elsewhere ``persist`` has already waited).
+    """
+    if client is None:
+        return
+    from distributed import as_completed, futures_of
+
+    futures = futures_of(list(collections))
+    total = len(futures)
+    started = last = time.monotonic()
+    for done, future in enumerate(as_completed(futures), start=1):
+        if future.status == "error":
+            future.result()  # raises the task's exception here
+        now = time.monotonic()
+        if now - last >= report_every or (done == total and now - started >= report_every):
+            log.info("%s: %d/%d partitions done (%.1fs)", label, done, total, now - started)
+            last = now

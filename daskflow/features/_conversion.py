@@ -30,6 +30,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from daskflow._dask import compute, persist
 from daskflow._errors import DataError, ParameterError, SchemaError
+from daskflow._progress import wait_with_progress
 from daskflow.features import _conversion_blocks as blocks
 from daskflow.io import open_filesystem, read_table, write_parquet
 
@@ -145,6 +146,7 @@ def build_conversion_features(listens: dd.DataFrame | pd.DataFrame, users: dd.Da
     features = dd.map_partitions(_bucket_features, *inputs, *span, meta=meta, clear_divisions=True,
                                  align_dataframes=False, **settings)
     (features, *span) = persist([features, *span], client)
+    wait_with_progress([features], client=client, label="conversion features")
     _summarize(features, pd.Timestamp(_end_of(end_ms, *compute(span[2:4], client)), unit="ms"), client)
     return features
 

@@ -195,6 +195,9 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     assert len(scores) == conversion["population"]["users"] == 2_000
     page = (run_dir / "report.html").read_text()
     assert page.count("<img ") == 5  # ranking metrics, ALS loss, ROC, gains, calibration
+    from tests.reporting.test_report import images_loaded_in_chromium
+
+    assert images_loaded_in_chromium(run_dir / "report.html", tmp_path) == "5/5"
     recommendations = pd.read_parquet(run_dir / "predictions" / "recommendations.parquet")
     users = pd.read_parquet(run_dir / "artifacts" / "user_index.parquet")
     assert set(recommendations.user_id) == set(users.user_id)

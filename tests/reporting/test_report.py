@@ -45,7 +45,8 @@ def test_the_report_is_self_contained(report: Path) -> None:
         assert fragment in page, fragment
 
 
-def test_the_report_renders_in_headless_chromium_with_every_image(report: Path, tmp_path: Path) -> None:
+def images_loaded_in_chromium(page: Path, work: Path) -> str:
+    """Open ``page`` in headless Chromium; return "<images>/<loaded>" as the browser counted them."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
@@ -53,12 +54,18 @@ def test_the_report_renders_in_headless_chromium_with_every_image(report: Path, 
     checker = ("<script>window.addEventListener('load', () => { const images = [...document.images];"
                " const loaded = images.filter(i => i.complete && i.naturalWidth > 0).length;"
                " document.body.setAttribute('data-images', images.length + '/' + loaded); });</script>")
-    probe = tmp_path / "probe.html"
-    probe.write_text(report.read_text().replace("</body>", checker + "</body>"))
+    probe = work / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", checker + "</body>"))
     result = subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
+         f"--user-data-dir={work / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
          probe.as_uri()], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert 'data-images="2/2"' in result.stdout, result.stdout[-2000:]
+    found = re.search(r'data-images="(\d+/\d+)"', result.stdout)
+    assert found, result.stdout[-2000:]
+    return found.group(1)
+
+
+def test_the_report_renders_in_headless_chromium_with_every_image(report: Path, tmp_path: Path) -> None:
+    assert images_loaded_in_chromium(report, tmp_path) == "2/2"
