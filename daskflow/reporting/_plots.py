@@ -96,7 +96,8 @@ def plot_gains(curves: Mapping[str, Any], path: PathLike, *,
 
     Users are targeted by descending score. The diagonal is random targeting (lift 1); when
     every report has the same base rate, the perfect model is drawn too. Reports add a
-    marker at each evaluated depth, annotated with its lift.
+    marker at each evaluated depth; the first model's markers are annotated with the share
+    kept and the lift (the labels of several close curves would collide).
 
     Parameters
     ----------
@@ -112,6 +113,7 @@ def plot_gains(curves: Mapping[str, Any], path: PathLike, *,
     series = _series(curves, "plot_gains", "a classifier report or (share_targeted, share_kept)")
     figure, ax = _axes()
     base_rates = []
+    first = next(iter(series))
     for label, value in series.items():
         targeted, kept, report = _points(value, "plot_gains", label, "gains_curve", "share_targeted",
                                          "share_kept")
@@ -120,6 +122,8 @@ def plot_gains(curves: Mapping[str, Any], path: PathLike, *,
         gains = report.get("gains")
         if gains:
             ax.plot(gains["share_targeted"], gains["share_kept"], "o", color=line.get_color())
+            if label != first:  # close curves' labels collide; the run report tabulates them all
+                continue
             for depth, share, lift in zip(gains["share_targeted"], gains["share_kept"], gains["lift"]):
                 ax.annotate(f"{share:.0%} kept, lift {lift:.1f}", (depth, share), xytext=(6, -11),
                             textcoords="offset points", fontsize=7, color=line.get_color())
