@@ -56,9 +56,9 @@ def stage_features(config: Config, state: Any, read_source: Any) -> None:
             window_days=spec.window_days, session_gap_minutes=spec.session_gap_minutes,
             client=state.client)
         uri = spec.features_uri or str(state.work_dir / "artifacts" / "conversion_features.parquet")
-        # The built table is already persisted on the cluster: save it, keep using it.
         save_features(frame, uri, storage_options=spec.storage_options if spec.features_uri else None)
-    (frame,) = persist([frame], state.client)  # a no-op for the built table
+        frame = load_features(uri, storage_options=spec.storage_options if spec.features_uri else None)
+    (frame,) = persist([frame], state.client)
     state.conversion.features = frame
     columns = [c for c in ("exposed", "label", "censored") if c in frame.columns]
     sums = compute([frame[c].astype("int64").sum() for c in columns] + [frame.shape[0]], state.client)
