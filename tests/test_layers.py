@@ -66,3 +66,12 @@ def test_blocked_fit_tasks_stay_light_on_workers() -> None:
             "daskflow.features._blocks; print(sorted({'dask.dataframe', 'sklearn'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_streamed_fit_tasks_import_neither_pandas_nor_pyarrow() -> None:
+    """A worker of a streamed ALS fit imports NumPy, SciPy, Numba and fsspec only (issue 3:
+    pandas and pyarrow alone add ~74 MB to a worker whose memory_limit is a few hundred MB)."""
+    code = ("import sys, daskflow.models._als_blocks, daskflow.features._block_files; "
+            "print(sorted({'dask.dataframe', 'sklearn', 'pandas', 'pyarrow'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

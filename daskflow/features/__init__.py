@@ -25,15 +25,16 @@ if TYPE_CHECKING:
         leave_k_out_split,
     )
     from daskflow.features._kpis import log_kpis
-    from daskflow.features._store import load_interactions, save_interactions
+    from daskflow.features._store import StoredInteractionMatrix, load_interactions, save_interactions
 
 __all__ = ["Block", "ConversionEncoder", "InteractionMatrix", "block_bounds", "build_conversion_features",
            "build_interactions", "leave_k_out_split", "load_features", "load_interactions", "log_kpis",
-           "save_features", "save_interactions", "split_users"]
+           "save_features", "save_interactions", "split_users", "StoredInteractionMatrix"]
 
 _MODULES = {"Block": "_blocks", "InteractionMatrix": "_interactions", "block_bounds": "_interactions",
             "build_interactions": "_interactions", "leave_k_out_split": "_interactions",
             "log_kpis": "_kpis", "load_interactions": "_store", "save_interactions": "_store",
+            "StoredInteractionMatrix": "_store",
             "ConversionEncoder": "_conversion", "build_conversion_features": "_conversion",
             "load_features": "_conversion", "save_features": "_conversion", "split_users": "_conversion"}
 

@@ -3,8 +3,11 @@
 Both paths run the same compiled per-row solvers (``_als_kernels``) on the same rows from
 the same initial factors, so for a seed they give the same factors up to float rounding
 (the Gram matrix is summed in a different order). The blocked path keeps the confidence
-blocks persisted on the workers for the whole fit; per half-step it ships the other side's
-factors to each worker once (one concatenated array) and the f x f Gram matrix.
+blocks persisted on the workers for the whole fit, or, for a matrix loaded with
+``load_interactions(uri, persist=False)``, keeps nothing of the matrix and reads each
+block's counts inside the task that solves it, every half-step (same arithmetic, so the
+same factors). Per half-step it ships the other side's factors to each worker once (one
+concatenated array) and the f x f Gram matrix.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from daskflow.models._als_blocks import (
     gram,
     initial_factors,
     solve_block,
+    solve_stored_block,
     squared_norm,
     to_confidence,
 )
@@ -162,7 +166,12 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
         ----------
         X : scipy.sparse matrix (users x items), array-like, or InteractionMatrix
             Non-negative play counts or weights. An ``InteractionMatrix`` is fitted block by
-            block on the cluster (or dask's local scheduler when ``client`` is None).
+            block on the cluster (or dask's local scheduler when ``client`` is None), its
+            confidence blocks persisted on the workers for the whole fit. A
+            ``StoredInteractionMatrix`` (``load_interactions(uri, persist=False)``) is
+            streamed instead: each half-step reads every block's counts from its file inside
+            the task that solves the block, so worker memory holds only the factors and the
+            blocks being solved; for data several times the workers' memory (docs/als.md).
         resume : bool, default False
             Continue from the newest checkpoint in ``checkpoint_dir`` (which must match the
             data's shape and ``n_factors``); starts afresh if there is none.
@@ -236,8 +245,17 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
                             "and filters")
         shape = matrix.shape
         conf = (self.confidence, self.alpha, self.epsilon, dtype)
-        user_blocks = [dask.delayed(block_confidence)(b, *conf) for b in matrix.user_blocks]
-        item_blocks = [dask.delayed(block_confidence)(b, *conf) for b in matrix.item_blocks]
+        # A matrix left in its files (load_interactions(persist=False)) is streamed: every
+        # half-step each task reads its block's counts and makes its confidences (issue 3).
+        block_files = getattr(matrix, "block_files", None)
+        files = (block_files("users"), block_files("items")) if block_files else (None, None)
+        streamed = None not in files
+        if streamed:
+            user_blocks = [(path, matrix.storage_options, *conf) for path in files[0]]
+            item_blocks = [(path, matrix.storage_options, *conf) for path in files[1]]
+        else:
+            user_blocks = [dask.delayed(block_confidence)(b, *conf) for b in matrix.user_blocks]
+            item_blocks = [dask.delayed(block_confidence)(b, *conf) for b in matrix.item_blocks]
         ub, ib = matrix.user_bounds, matrix.item_bounds
         meta = self._resume_meta(shape) if resume else None
         start = meta["iteration"] if meta else 0
@@ -252,17 +270,23 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
                                                dtype) for lo, hi in zip(ub[:-1], ub[1:])]
             V = [dask.delayed(initial_factors)(int(lo), int(hi), self.n_factors, self.random_state, _ITEMS,
                                                dtype) for lo, hi in zip(ib[:-1], ib[1:])]
-        # Confidence blocks are computed once and stay on the workers for the whole fit.
-        persisted = persist(user_blocks + item_blocks + U + V, client)
-        nu, ni = len(user_blocks), len(item_blocks)
-        user_blocks, item_blocks = persisted[:nu], persisted[nu:nu + ni]
-        U, V = persisted[nu + ni:2 * nu + ni], persisted[2 * nu + ni:]
+        if streamed:
+            solve = solve_stored_block
+            U, V = persist(U, client), persist(V, client)
+        else:
+            # Confidence blocks are computed once and stay on the workers for the whole fit.
+            solve = solve_block
+            persisted = persist(user_blocks + item_blocks + U + V, client)
+            nu, ni = len(user_blocks), len(item_blocks)
+            user_blocks = [(b,) for b in persisted[:nu]]
+            item_blocks = [(b,) for b in persisted[nu:nu + ni]]
+            U, V = persisted[nu + ni:2 * nu + ni], persisted[2 * nu + ni:]
         self._start_curves(meta)
         for iteration in range(start, self.n_iter):
             started = time.perf_counter()
-            U, user_stats = self._half_step(user_blocks, U, V, client, compute_loss=False)
+            U, user_stats = self._half_step(solve, user_blocks, U, V, client, compute_loss=False)
             self._check_stats(user_stats, "user", iteration)
-            V, item_stats = self._half_step(item_blocks, V, U, client, self.compute_loss)
+            V, item_stats = self._half_step(solve, item_blocks, V, U, client, self.compute_loss)
             self._check_stats(item_stats, "item", iteration)
             # The item half-step's loss lacks only λ‖U‖² (its system holds λ‖v‖²).
             loss = item_stats["loss"] + self.regularization * user_stats["squared_norm"]
@@ -282,19 +306,20 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
         self.n_users_ = shape[0]
         return self
 
-    def _half_step(self, blocks: list[Any], factors: list[Any], other: list[Any], client: Any,
-                   compute_loss: bool) -> tuple[list[Any], dict[str, float]]:
+    def _half_step(self, solve: Any, blocks: list[tuple[Any, ...]], factors: list[Any], other: list[Any],
+                   client: Any, compute_loss: bool) -> tuple[list[Any], dict[str, float]]:
         """Solve one side's blocks given the other side; returns (new blocks, summed stats).
 
-        One round trip: the new blocks and their stats are persisted together and only the
-        few stats numbers travel back.
+        ``solve`` is ``solve_block`` with each block's leading argument its persisted
+        confidence block, or ``solve_stored_block`` with the block's file and confidence
+        settings. One round trip: the new blocks and their stats are persisted together and
+        only the few stats numbers travel back.
         """
         # One concatenated array of the other side per half-step: each worker fetches it once.
         other_all = dask.delayed(np.concatenate)(other)
         other_gram = _tree_sum([dask.delayed(gram)(o) for o in other])
-        results = [dask.delayed(solve_block, nout=2)(block, mine, other_all, other_gram,
-                                                     self.regularization, self.solver, self.cg_steps,
-                                                     compute_loss)
+        results = [dask.delayed(solve, nout=2)(*block, mine, other_all, other_gram, self.regularization,
+                                               self.solver, self.cg_steps, compute_loss)
                    for block, mine in zip(blocks, factors)]
         persisted = persist([r[0] for r in results] + [r[1] for r in results], client)
         new, stats = persisted[:len(results)], compute(persisted[len(results):], client)

@@ -9,10 +9,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from daskflow._errors import DataError
+from daskflow.features._block_files import read_counts
 from daskflow.models._als_kernels import confidence_from_counts, gram_rows, solve_rows
 
 __all__ = ["ConfidenceBlock", "to_confidence", "initial_factors", "gram", "solve_block",
-           "block_confidence", "squared_norm", "add", "SOLVERS", "INIT_CHUNK"]
+           "solve_stored_block", "block_confidence", "squared_norm", "add", "SOLVERS", "INIT_CHUNK"]
 
 #: Solver name -> code understood by the kernels.
 SOLVERS = {"cg": 0, "cholesky": 1}
@@ -102,6 +103,21 @@ def block_confidence(block: Any, kind: str, alpha: float, epsilon: float, dtype:
                      ) -> ConfidenceBlock:
     """An interaction block (``daskflow.features.Block``) as confidences."""
     return to_confidence(block.csr, block.row_offset, kind, alpha, epsilon, dtype)
+
+
+def solve_stored_block(path: str, storage_options: Any, kind: str, alpha: float, epsilon: float,
+                       dtype: np.dtype, factors: np.ndarray, other: np.ndarray, other_gram: np.ndarray,
+                       regularization: float, solver: str, cg_steps: int, compute_loss: bool
+                       ) -> tuple[np.ndarray, dict[str, float]]:
+    """:func:`solve_block` on a block read from its saved file, within one task.
+
+    Read counts, make confidences, solve, drop them: nothing of the block outlives the task,
+    so a worker holds only the blocks its threads are solving (the streamed fit, issue 3).
+    """
+    counts, row_offset = read_counts(path, storage_options)
+    block = to_confidence(counts, row_offset, kind, alpha, epsilon, dtype)
+    del counts  # the counts are dead once turned into confidences: free them before solving
+    return solve_block(block, factors, other, other_gram, regularization, solver, cg_steps, compute_loss)
 
 
 def squared_norm(factors: np.ndarray) -> float:

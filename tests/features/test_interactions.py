@@ -12,6 +12,7 @@ import scipy.sparse as sp
 
 from daskflow import DataError, SchemaError
 from daskflow.features import (
+    StoredInteractionMatrix,
     block_bounds,
     build_interactions,
     leave_k_out_split,
@@ -166,3 +167,24 @@ def test_save_and_load_round_trip(tiny_lake: Path, tmp_path: Path, client: objec
     assert (sp.vstack([b.csr for b in items]) != matrix.to_scipy(client).T).nnz == 0
     with pytest.raises(DataError, match="no saved interaction matrix"):
         load_interactions(str(tmp_path / "nothing"))
+
+
+def test_load_without_persisting_reads_the_files_on_use(tiny_lake: Path, tmp_path: Path,
+                                                         client: object) -> None:
+    df = read_table(str(tiny_lake / "listens"), columns=["user_id", "track_id", "ts"])
+    matrix = build_interactions(df, block_size=64, client=client)
+    uri = str(tmp_path / "matrix")
+    save_interactions(matrix, uri, client=client)
+    stored = load_interactions(uri, client=client, persist=False)
+    assert isinstance(stored, StoredInteractionMatrix) and stored.uri == uri
+    assert (stored.to_scipy(client) != matrix.to_scipy(client)).nnz == 0
+    held = {str(key) for keys in client.has_what().values() for key in keys}
+    assert not {key for key in held if key.startswith("stored-block")}  # read, used, dropped
+    assert as_times(client.gather(client.compute(list(stored.user_blocks)))).nnz == matrix.nnz
+    files = stored.block_files("items")
+    assert files == [f"{uri}/items/block-{i:05d}.npz" for i in range(len(matrix.item_blocks))]
+    assert all(Path(f).exists() for f in files)
+    # A matrix derived from it has other blocks: it must not point readers at the files.
+    train, _ = leave_k_out_split(stored, k=1, min_items=3, client=client)
+    assert isinstance(train, StoredInteractionMatrix) and train.nnz < stored.nnz
+    assert train.block_files("users") is None and train.block_files("items") is None

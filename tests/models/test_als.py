@@ -85,6 +85,30 @@ def test_in_memory_and_blocked_fits_agree(client: object) -> None:
     assert blocked.user_ids_[0] == "u00000" and local.user_ids_ is None
 
 
+def test_streamed_fit_equals_persisted_fit(tmp_path: Path, client: object) -> None:
+    """A matrix left in its files is streamed (confidences made inside each solve task), same factors."""
+    from distributed import get_task_stream
+
+    from daskflow.features import load_interactions, save_interactions
+
+    X = planted()
+    built = build_interactions(as_frame(X), weight="plays", time_col=None, block_size=70, client=client)
+    save_interactions(built, str(tmp_path / "matrix"), client=client)
+    params = dict(n_factors=6, n_iter=3, regularization=0.05, confidence="log", alpha=3.0, random_state=3)
+    persisted = ImplicitALS(**params).fit(load_interactions(str(tmp_path / "matrix"), client=client),
+                                          client=client)
+    stored = load_interactions(str(tmp_path / "matrix"), client=client, persist=False)
+    with get_task_stream(client) as tasks:
+        streamed = ImplicitALS(**params).fit(stored, client=client)
+    ran = {task["key"].split("-")[0] if isinstance(task["key"], str) else task["key"][0].split("-")[0]
+           for task in tasks.data}
+    assert "solve_stored_block" in ran and not {"block_confidence", "solve_block", "read_block"} & ran
+    np.testing.assert_array_equal(streamed.user_factors_, persisted.user_factors_)
+    np.testing.assert_array_equal(streamed.item_factors_, persisted.item_factors_)
+    assert streamed.loss_curve_ == persisted.loss_curve_
+    assert list(streamed.item_ids_) == list(persisted.item_ids_)
+
+
 def test_blocked_fit_without_a_client_uses_the_local_scheduler() -> None:
     X = planted(n_users=60, n_items=40)
     matrix = build_interactions(as_frame(X), weight="plays", time_col=None, block_size=25)
