@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Any
 
-__all__ = ["RssSampler"]
+__all__ = ["RssSampler", "ProcessRssSampler"]
 
 
 class RssSampler:
@@ -32,6 +32,49 @@ class RssSampler:
             time.sleep(self.period)
 
     def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class ProcessRssSampler:
+    """Polls the RSS of this process's local worker processes directly (psutil), and keeps the peak.
+
+    Finer than :class:`RssSampler`: the scheduler's metrics arrive with each heartbeat
+    (about every 0.5 s for a small cluster), which can miss a short peak before a nanny
+    kills its worker; this reads /proc every ``period`` seconds. Workers started later
+    (a restarted one) are picked up as they appear, keyed by PID.
+    """
+
+    def __init__(self, period: float = 0.05) -> None:
+        import psutil
+
+        self.period, self._me = period, psutil.Process()
+        self.peak: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _workers(self) -> list[Any]:
+        # LocalCluster's worker processes are spawned children; skip multiprocessing's helpers.
+        return [p for p in self._me.children(recursive=True)
+                if "spawn_main" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())]
+
+    def _run(self) -> None:
+        workers, refreshed = [], 0.0
+        while not self._stop.is_set():
+            try:
+                if time.monotonic() - refreshed > 1.0:
+                    workers, refreshed = self._workers(), time.monotonic()
+                for process in workers:
+                    self.peak[process.pid] = max(self.peak.get(process.pid, 0), process.memory_info().rss)
+            except Exception:  # a worker exited between listing and reading: list them again
+                refreshed = 0.0
+            time.sleep(self.period)
+
+    def __enter__(self) -> ProcessRssSampler:
         self._thread.start()
         return self
 
