@@ -8,7 +8,8 @@ side's factors ``Y``, row by row. For row ``u`` with observed entries ``i`` and 
 
 ``gram`` below is ``YᵀY + λI``, computed once per half-step, so a row costs O(nnz_u·f)
 per CG step plus one f x f product. The CG solver (Takács, Pilászy & Tikk 2011) takes
-``cg_steps`` conjugate-gradient steps warm-started from the previous ``x_u``; the Cholesky
+``cg_steps`` conjugate-gradient steps warm-started from the previous ``x_u``, gathering the
+row's ``y_i`` once (with software prefetch) so that the steps read them contiguously; the Cholesky
 solver forms and factorises the f x f system exactly. Every routine is ``nogil`` so Dask's
 worker threads (and Numba's own threads in the in-memory path) really run in parallel.
 
@@ -22,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from daskflow._intrinsics import prefetch
+
 __all__ = ["solve_rows", "solve_rows_parallel", "gram_rows", "gram_parallel", "balanced_chunks",
            "confidence_from_counts"]
 
@@ -34,23 +37,44 @@ _ZERO = np.float32(0.0)
 # that overflow is detected (and reported) instead of silently skipping updates.
 _FASTMATH = {"reassoc", "contract", "arcp", "nsz", "afn"}
 _ONE = np.float32(1.0)
+_AHEAD = 12  # entries between a row's prefetch and its use (8–24 measured equal here)
+_LINE = 16  # float32 values per 64-byte cache line: one prefetch per line of a factor row
+_ROWS_BYTES = 1024 * 1024  # per thread: the gathered rows of one CG solve (L2-sized)
 
 
 @njit(nogil=True, fastmath=_FASTMATH, cache=True)
-def _cg_row(indices, confidence, start, stop, x, Y, gram, cg_steps, r, p, Ap):
+def _cg_row(indices, confidence, start, stop, x, Y, gram, cg_steps, r, p, Ap, rows):
     f = x.shape[0]
+    n = stop - start
+    # The first pass gathers the row's y_i into ``rows`` (prefetched a few entries ahead:
+    # rows read through an index defeat the hardware prefetcher), so that the CG steps read
+    # contiguous, cached memory. Entries beyond ``rows``' capacity are read through the index.
+    # (The loops are written out: helper functions here cost ~20% in measured speed.)
+    nb = min(n, rows.shape[0])
     # r = b − A x = Σ_i (c_i − (c_i − 1) y_i·x) y_i − (YᵀY + λI) x
     for a in range(f):
         acc = _ZERO
         for b in range(f):
             acc += gram[a, b] * x[b]
         r[a] = -acc
-    for k in range(start, stop):
+    for j in range(n):
+        k = start + j
+        if j + _AHEAD < n:
+            nxt = indices[k + _AHEAD]
+            for col in range(0, f, _LINE):
+                prefetch(Y, nxt, col)
         y = Y[indices[k]]
         c = confidence[k]
         d = _ZERO
-        for a in range(f):
-            d += y[a] * x[a]
+        if j < nb:
+            row = rows[j]
+            for a in range(f):
+                v = y[a]
+                row[a] = v
+                d += v * x[a]
+        else:
+            for a in range(f):
+                d += y[a] * x[a]
         coefficient = c - (c - _ONE) * d
         for a in range(f):
             r[a] += coefficient * y[a]
@@ -69,12 +93,20 @@ def _cg_row(indices, confidence, start, stop, x, Y, gram, cg_steps, r, p, Ap):
             for b in range(f):
                 acc += gram[a, b] * p[b]
             Ap[a] = acc
-        for k in range(start, stop):
-            y = Y[indices[k]]
+        for j in range(nb):
+            y = rows[j]
             d = _ZERO
             for a in range(f):
                 d += y[a] * p[a]
-            d *= confidence[k] - _ONE
+            d *= confidence[start + j] - _ONE
+            for a in range(f):
+                Ap[a] += d * y[a]
+        for j in range(nb, n):
+            y = Y[indices[start + j]]
+            d = _ZERO
+            for a in range(f):
+                d += y[a] * p[a]
+            d *= confidence[start + j] - _ONE
             for a in range(f):
                 Ap[a] += d * y[a]
         pAp = _ZERO
@@ -177,13 +209,14 @@ def solve_rows(indptr, indices, confidence, X, Y, gram, lo, hi, solver, cg_steps
     # The Cholesky path works in double: forming A squares the condition number.
     A = np.empty((f, f), dtype=np.float64)
     b = np.empty(f, dtype=np.float64)
+    rows = np.empty((max(64, _ROWS_BYTES // (f * Y.itemsize)) if solver == 0 else 0, f), dtype=Y.dtype)
     loss = 0.0
     failures = 0
     for u in range(lo, hi):
         start, stop = indptr[u], indptr[u + 1]
         x = X[u]
         if solver == 0:
-            solved = _cg_row(indices, confidence, start, stop, x, Y, gram, cg_steps, r, p, Ap)
+            solved = _cg_row(indices, confidence, start, stop, x, Y, gram, cg_steps, r, p, Ap, rows)
         else:
             solved = _cholesky_row(indices, confidence, start, stop, x, Y, gram, A, b)
         failures += not solved
