@@ -278,29 +278,25 @@ def ndcg_at_k(user_factors: np.ndarray, item_factors: np.ndarray, train: sp.csr_
 
 def run_implicit(train: sp.csr_matrix, test: sp.csr_matrix, args: argparse.Namespace, *,
                  use_cg: bool) -> dict[str, Any]:
-    """Fit ``implicit``'s CPU ALS ``args.repeat`` times; times per iteration and NDCG@10."""
+    """Fit ``implicit``'s CPU ALS once; its times per iteration, CPU seconds and NDCG@10."""
     iterations = args.iterations if use_cg else args.cholesky_iterations
     from implicit.cpu.als import AlternatingLeastSquares
 
     confidences = confidence(train, args.alpha)
     iteration_seconds: list[float] = []
-    fit_seconds: list[float] = []
     # implicit parallelises over rows with OpenMP and calls BLAS inside each thread; a
     # threaded BLAS underneath oversubscribes the cores (its constructor warns).
     with threadpool_limits(1, "blas"):
-        for _ in range(args.repeat):
-            model = AlternatingLeastSquares(
-                factors=args.factors, regularization=args.regularization, alpha=1.0,
-                use_cg=use_cg, iterations=iterations, calculate_training_loss=False,
-                random_state=0, num_threads=N_THREADS)
-            model.cg_steps = args.cg_steps  # not a constructor argument in implicit 0.7
-            started = time.perf_counter()
+        model = AlternatingLeastSquares(
+            factors=args.factors, regularization=args.regularization, alpha=1.0,
+            use_cg=use_cg, iterations=iterations, calculate_training_loss=False,
+            random_state=0, num_threads=N_THREADS)
+        model.cg_steps = args.cg_steps  # not a constructor argument in implicit 0.7
+        with Stopwatch() as watch:
             model.fit(confidences, show_progress=False,
                       callback=lambda _it, seconds, _loss: iteration_seconds.append(seconds))
-            fit_seconds.append(time.perf_counter() - started)
-    return {"seconds_per_iteration": statistics.median(iteration_seconds),
-            "iteration_seconds": iteration_seconds, "fit_seconds": fit_seconds,
-            "iterations": iterations,
+    return {"iteration_seconds": iteration_seconds, "fit_seconds": [watch.wall],
+            "cpu_seconds": [watch.cpu], "iterations": iterations,
             "ndcg@10": ndcg_at_k(model.user_factors, model.item_factors, train, test),
             "model": model}
 
@@ -402,6 +398,47 @@ def _spark_factors(frame: Any, n_rows: int, n_factors: int) -> np.ndarray:
     return out
 
 
+class Stopwatch:
+    """Wall and CPU seconds of a block (CPU: every thread of this process, user + system).
+
+    CPU seconds say how much work a fit did; on a shared machine they move far less than
+    wall time, which also counts the time other jobs held the cores.
+    """
+
+    def __enter__(self) -> Stopwatch:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self._wall
+        self.cpu = time.process_time() - self._cpu
+
+
+def interleaved(fits: dict[str, Callable[[], dict[str, Any]]], repeat: int) -> dict[str, dict[str, Any]]:
+    """Run every fit once per round, ``repeat`` rounds, and merge each peer's rounds.
+
+    Alternating the peers (rather than all of one peer's fits, then the next's) exposes
+    them to the same spells of load on a shared machine. Medians are over all iterations
+    of all rounds; NDCG and the model are the last round's.
+    """
+    merged: dict[str, dict[str, Any]] = {}
+    for _ in range(repeat):
+        for name, fit in fits.items():
+            result = fit()
+            if name not in merged:
+                merged[name] = result
+            else:
+                for key in ("iteration_seconds", "fit_seconds", "cpu_seconds"):
+                    merged[name][key] = merged[name][key] + result[key]
+                merged[name].update({k: v for k, v in result.items()
+                                     if k not in ("iteration_seconds", "fit_seconds", "cpu_seconds")})
+    for result in merged.values():
+        result["seconds_per_iteration"] = statistics.median(result["iteration_seconds"])
+        result["cpu_seconds_per_iteration"] = sum(result["cpu_seconds"]) / (
+            result["iterations"] * len(result["cpu_seconds"]))
+    return merged
+
+
 def daskflow_available() -> bool:
     """Whether ``daskflow.models.ImplicitALS`` can be imported (it is being written)."""
     try:
@@ -423,19 +460,13 @@ def _daskflow_model(args: argparse.Namespace, solver: str, iterations: int | Non
 
 def run_daskflow_memory(train: sp.csr_matrix, test: sp.csr_matrix, args: argparse.Namespace, *,
                         solver: str) -> dict[str, Any]:
-    """Fit daskflow's ImplicitALS on the in-memory CSR matrix ``args.repeat`` times."""
+    """Fit daskflow's ImplicitALS once on the in-memory CSR matrix."""
     iterations = args.iterations if solver == "cg" else args.cholesky_iterations
-    iteration_seconds: list[float] = []
-    fit_seconds: list[float] = []
-    for _ in range(args.repeat):
-        model = _daskflow_model(args, solver, iterations)
-        started = time.perf_counter()
+    model = _daskflow_model(args, solver, iterations)
+    with Stopwatch() as watch:
         model.fit(train)
-        fit_seconds.append(time.perf_counter() - started)
-        iteration_seconds.extend(model.iteration_seconds_)
-    return {"seconds_per_iteration": statistics.median(iteration_seconds),
-            "iteration_seconds": iteration_seconds, "fit_seconds": fit_seconds,
-            "iterations": iterations,
+    return {"iteration_seconds": list(model.iteration_seconds_), "fit_seconds": [watch.wall],
+            "cpu_seconds": [watch.cpu], "iterations": iterations,
             "ndcg@10": ndcg_at_k(model.user_factors_, model.item_factors_, train, test),
             "model": model}
 
@@ -461,6 +492,7 @@ def run_daskflow_blocked(train: sp.csr_matrix, test: sp.csr_matrix, args: argpar
     del coo
     iteration_seconds: list[float] = []
     fit_seconds: list[float] = []
+    cpu_seconds: list[float] = []
     with connect("local", n_workers=1, threads_per_worker=N_THREADS, processes=False,
                  dashboard_address=":0") as client:
         started = time.perf_counter()
@@ -475,9 +507,10 @@ def run_daskflow_blocked(train: sp.csr_matrix, test: sp.csr_matrix, args: argpar
             raise RuntimeError(f"blocked matrix has {matrix.nnz} entries, the CSR {train.nnz}")
         for _ in range(args.repeat):
             model = _daskflow_model(args, "cg")
-            started = time.perf_counter()
-            model.fit(matrix, client=client)
-            fit_seconds.append(time.perf_counter() - started)
+            with Stopwatch() as watch:
+                model.fit(matrix, client=client)
+            fit_seconds.append(watch.wall)
+            cpu_seconds.append(watch.cpu)
             iteration_seconds.extend(model.iteration_seconds_)
     # Back to the CSR's row and column order before the shared scorer.
     user_factors = np.zeros((train.shape[0], args.factors), dtype=np.float32)
@@ -486,6 +519,7 @@ def run_daskflow_blocked(train: sp.csr_matrix, test: sp.csr_matrix, args: argpar
     item_factors[columns] = model.item_factors_
     return {"seconds_per_iteration": statistics.median(iteration_seconds),
             "iteration_seconds": iteration_seconds, "fit_seconds": fit_seconds,
+            "cpu_seconds_per_iteration": sum(cpu_seconds) / (args.iterations * len(cpu_seconds)),
             "setup_seconds": setup, "iterations": args.iterations, "block_size": args.block_size,
             "ndcg@10": ndcg_at_k(user_factors, item_factors, train, test)}
 
@@ -550,10 +584,11 @@ def environment() -> dict[str, Any]:
     }
 
 
-def _ratio(numerator: dict[str, Any] | None, denominator: dict[str, Any] | None) -> float | None:
-    if not numerator or not denominator:
+def _ratio(numerator: dict[str, Any] | None, denominator: dict[str, Any] | None,
+           key: str = "seconds_per_iteration") -> float | None:
+    if not numerator or not denominator or key not in numerator or key not in denominator:
         return None
-    return numerator["seconds_per_iteration"] / denominator["seconds_per_iteration"]
+    return numerator[key] / denominator[key]
 
 
 def ratios(peers: dict[str, dict[str, Any]], recommend: list[dict[str, Any]],
@@ -563,6 +598,8 @@ def ratios(peers: dict[str, dict[str, Any]], recommend: list[dict[str, Any]],
         "daskflow-cg / implicit-cg": _ratio(peers.get("daskflow-cg"), peers.get("implicit-cg")),
         "daskflow-cholesky / implicit-cholesky": _ratio(peers.get("daskflow-cholesky"),
                                                         peers.get("implicit-cholesky")),
+        "daskflow-cg / implicit-cg, CPU s/iteration": _ratio(
+            peers.get("daskflow-cg"), peers.get("implicit-cg"), "cpu_seconds_per_iteration"),
         "daskflow-cg / spark": _ratio(peers.get("daskflow-cg"), peers.get("spark")),
         "blocked / in-memory (cg)": _ratio(peers.get("daskflow-blocked-cg"), peers.get("daskflow-cg")),
     }
@@ -583,8 +620,8 @@ def ratios(peers: dict[str, dict[str, Any]], recommend: list[dict[str, Any]],
 def summarise(report: dict[str, Any]) -> str:
     """The markdown tables of a report."""
     peers = report["peers"]
-    lines = ["| peer | s/iteration (median) | iterations | fit s (total) | NDCG@10 |",
-             "|---|---:|---:|---:|---:|"]
+    lines = ["| peer | s/iteration (median) | CPU s/iteration | iterations | fit s (median) | NDCG@10 |",
+             "|---|---:|---:|---:|---:|---:|"]
     for name, result in peers.items():
         fit = result.get("fit_seconds")
         fit = statistics.median(fit) if isinstance(fit, list) else fit
@@ -594,8 +631,10 @@ def summarise(report: dict[str, Any]) -> str:
                      f"marginal {result['marginal_seconds_per_iteration']:.2f} s/it)")
         if "setup_seconds" in result and name != "spark":
             extra = f" (+ build {result['setup_seconds']:.1f} s)"
-        lines.append(f"| {name} | {result['seconds_per_iteration']:.3f}{extra} | {result['iterations']} | "
-                     f"{fit:.1f} | {result['ndcg@10']:.4f} |")
+        cpu = result.get("cpu_seconds_per_iteration")
+        cpu = f"{cpu:.2f}" if cpu is not None else "–"
+        lines.append(f"| {name} | {result['seconds_per_iteration']:.3f}{extra} | {cpu} | "
+                     f"{result['iterations']} | {fit:.1f} | {result['ndcg@10']:.4f} |")
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| {name} | {value:.3f} |" for name, value in report["ratios"].items() if value is not None]
     if report.get("recommend"):
@@ -627,10 +666,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--spark-iterations", type=int, default=None,
                         help="ALS iterations of Spark (None: --iterations)")
     parser.add_argument("--cholesky-iterations", type=int, default=None,
-                        help="ALS iterations of the Cholesky solvers (None: --iterations)")
+                        help="ALS iterations of the Cholesky solvers (None: --iterations; 0: skip them)")
     parser.add_argument("--cg-steps", type=int, default=3, help="CG steps per row (CG solvers)")
     parser.add_argument("--repeat", type=int, default=1,
-                        help="fits per peer (Spark: always one); medians over all iterations")
+                        help="fits per peer, the peers alternating round by round (Spark: always "
+                             "one); medians over all iterations")
     parser.add_argument("--recommend-repeat", type=int, default=3, help="timed recommend calls per peer")
     parser.add_argument("--recommend-users", type=int, default=50_000,
                         help="random users in the recommend timing (0: all users)")
@@ -694,13 +734,20 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"NDCG@10 {result['ndcg@10']:.4f}", flush=True)
         save()
 
-    if not args.skip_implicit:
-        record("implicit-cg", run_implicit(train, test, args, use_cg=True))
-        record("implicit-cholesky", run_implicit(train, test, args, use_cg=False))
+    report["load_average"] = {"start": os.getloadavg()}
+    for solver in ("cg", "cholesky"):
+        if solver == "cholesky" and args.cholesky_iterations == 0:
+            continue
+        fits: dict[str, Callable[[], dict[str, Any]]] = {}
+        if not args.skip_implicit:
+            fits[f"implicit-{solver}"] = lambda s=solver: run_implicit(train, test, args, use_cg=s == "cg")
+        if with_daskflow:
+            fits[f"daskflow-{solver}"] = lambda s=solver: run_daskflow_memory(train, test, args, solver=s)
+        for name, result in interleaved(fits, args.repeat).items():
+            record(name, result)
     if with_daskflow:
-        record("daskflow-cg", run_daskflow_memory(train, test, args, solver="cg"))
-        record("daskflow-cholesky", run_daskflow_memory(train, test, args, solver="cholesky"))
         record("daskflow-blocked-cg", run_daskflow_blocked(train, test, args))
+    report["load_average"]["after_fits"] = os.getloadavg()
     users = np.arange(train.shape[0])
     if 0 < args.recommend_users < len(users):
         users = np.sort(np.random.default_rng(args.seed).choice(users, args.recommend_users, replace=False))
