@@ -13,6 +13,7 @@ beside them say why), so the matrix does not depend on them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,9 +24,9 @@ import scipy.sparse as sp
 
 from daskflow._errors import DataError
 
-__all__ = ["Block", "LocalCodes", "IdArray", "factorize_partition", "merge_uniques", "ids_to_index",
-           "remap_and_cut", "assemble_block", "transpose_block", "stack_transposed", "leave_k_out",
-           "Pieces"]
+__all__ = ["Block", "LocalCodes", "IdArray", "factorize_partition", "factorize_table", "merge_uniques",
+           "ids_to_index", "remap_and_cut", "assemble_block", "transpose_block", "stack_transposed",
+           "leave_k_out", "Pieces"]
 
 _INT32_MAX = np.iinfo(np.int32).max
 
@@ -73,12 +74,112 @@ def factorize_partition(frame: pd.DataFrame, user_col: str, item_col: str, weigh
     for negative or non-finite weights.
     """
     for column in (user_col, item_col):
-        nulls = frame[column].isna()
-        if nulls.any():
-            raise DataError(f"column {column!r} has {int(nulls.sum())} null IDs in the listens table: "
-                            "drop or fill those rows (e.g. with a filter) before building interactions")
+        _check_no_null_ids(frame[column], column)
     users, user_code = _factorize(frame[user_col])
     items, item_code = _factorize(frame[item_col])
+    weights, ts = _weights_and_times(frame, user_col, weight, time_col,
+                                     lambda row: frame[user_col].iloc[row])
+    return LocalCodes(users, items, user_code, item_code, weights, ts)
+
+
+def factorize_table(table: pa.Table, user_col: str, item_col: str, weight: str,
+                    time_col: str | None) -> LocalCodes:
+    """:func:`factorize_partition` of an Arrow table, with the same result and errors.
+
+    String ID columns read as Arrow dictionaries (Parquet stores them so) are factorised
+    from their dictionaries: only the dictionary's few distinct values are sorted, and
+    the rows' codes are renumbered by an integer gather, where hashing every row's string
+    was a third of the ingest's CPU (issue 2). Other columns go through pandas as
+    ``dd.read_parquet`` would convert them.
+    """
+    ids = []
+    for column in (user_col, item_col):
+        values = table.column(column)
+        factorized = _factorize_dictionary(values) if pa.types.is_dictionary(values.type) else None
+        if factorized is None:
+            series = values.to_pandas(types_mapper=_types_mapper)
+            _check_no_null_ids(series, column)
+            factorized = _factorize(series)
+        ids.append(factorized)
+    (users, user_code), (items, item_code) = ids
+    others = [c for c in (weight, time_col) if c not in (None, "count")]
+    frame = table.select(others).to_pandas(types_mapper=_types_mapper)
+    weights, ts = _weights_and_times(frame, user_col, weight, time_col,
+                                     lambda row: _value_at(table, user_col, row))
+    return LocalCodes(users, items, user_code, item_code, weights, ts)
+
+
+def _value_at(table: pa.Table, column: str, row: int) -> object:
+    """A row's value as the pandas path shows it (for error messages)."""
+    return table.column(column).to_pandas(types_mapper=_types_mapper).iloc[row]
+
+
+def _types_mapper(arrow_type: pa.DataType) -> object:
+    # As dd.read_parquet converts: Arrow strings become pandas' string dtype.
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return pd.StringDtype("pyarrow")
+    return None
+
+
+def _check_no_null_ids(ids: pd.Series, column: str) -> None:
+    nulls = ids.isna()
+    if nulls.any():
+        raise DataError(f"column {column!r} has {int(nulls.sum())} null IDs in the listens table: "
+                        "drop or fill those rows (e.g. with a filter) before building interactions")
+
+
+def _factorize_dictionary(values: pa.ChunkedArray) -> tuple[IdArray, np.ndarray] | None:
+    """Sorted distinct IDs and int32 codes of a dictionary-encoded string column.
+
+    ``None`` when the column holds nulls or a dictionary repeats a value (Arrow allows
+    it, Parquet writers do not): the pandas path then handles it, errors included.
+    """
+    value_type = values.type.value_type
+    if values.null_count or not (pa.types.is_string(value_type) or pa.types.is_large_string(value_type)):
+        return None
+    if values.num_chunks == 0:
+        return pa.array([], value_type), np.zeros(0, np.int32)
+    dictionary, codes = _unified_codes(values.chunks)
+    if dictionary.null_count:
+        return None
+    # Row filters (and unification) leave dictionary values that no row uses.
+    used = np.flatnonzero(np.bincount(codes, minlength=len(dictionary)))
+    distinct = dictionary.take(pa.array(used))
+    order = np.asarray(pc.array_sort_indices(distinct))
+    distinct = distinct.take(pa.array(order))
+    if len(distinct) > 1 and not pc.all(pc.greater(distinct[1:], distinct[:-1])).as_py():
+        return None
+    position = np.empty(len(dictionary), dtype=np.int32)
+    position[used[order]] = np.arange(len(used), dtype=np.int32)
+    return distinct, position[codes]
+
+
+def _unified_codes(chunks: list[pa.DictionaryArray]) -> tuple[pa.Array, np.ndarray]:
+    """One dictionary for all chunks, and every row's code in it.
+
+    Every file (and row group) has its own dictionary, shared by the chunks read from
+    it. Encoding the distinct dictionaries end to end hashes each of their values once
+    (about twice as fast as ``unify_dictionaries``); the rows' codes then follow by an
+    integer gather.
+    """
+    first_chunk: dict[tuple[int, int], int] = {}  # (address of the values, length) -> chunk
+    keys = [(c.dictionary.buffers()[-1].address, len(c.dictionary)) for c in chunks]
+    for i, key in enumerate(keys):
+        first_chunk.setdefault(key, i)
+    dictionaries = [chunks[i].dictionary for i in first_chunk.values()]
+    if sum(d.buffers()[-1].size for d in dictionaries) >= 2**31:  # beyond 32-bit string offsets
+        dictionaries = [d.cast(pa.large_string()) for d in dictionaries]
+    encoded = pc.dictionary_encode(pa.concat_arrays(dictionaries))
+    unified_code = np.asarray(encoded.indices)  # of every value of every distinct dictionary
+    offsets = dict(zip(first_chunk, np.cumsum([0] + [len(d) for d in dictionaries[:-1]])))
+    codes = np.concatenate([unified_code[offsets[key] + np.asarray(c.indices)]
+                            for key, c in zip(keys, chunks)])
+    return encoded.dictionary, codes
+
+
+def _weights_and_times(frame: pd.DataFrame, user_col: str, weight: str, time_col: str | None,
+                       user_at: Callable[[int], object]) -> tuple[np.ndarray | None, np.ndarray]:
+    """float32 weights (``None`` for counts) and int64 ms times of a partition's rows."""
     if weight == "count":
         # Every row counts 1: carrying a column of ones through the pipeline would only
         # cost memory, transfers and a gather per block.
@@ -90,14 +191,14 @@ def factorize_partition(frame: pd.DataFrame, user_col: str, item_col: str, weigh
             row = int(np.flatnonzero(bad)[0])
             raise DataError(f"column {weight!r} has {int(bad.sum())} negative, NaN or infinite "
                             f"values (e.g. {frame[weight].iloc[row]!r} for {user_col}="
-                            f"{frame[user_col].iloc[row]!r}): expected finite weights >= 0. "
+                            f"{user_at(row)!r}): expected finite weights >= 0. "
                             "Clean the data or filter those rows out")
         weights = values.astype(np.float32)
     if time_col is None:
         ts = np.zeros(len(frame), dtype=np.int64)
     else:
         ts = frame[time_col].to_numpy(dtype="datetime64[ms]").astype(np.int64)
-    return LocalCodes(users, items, user_code, item_code, weights, ts)
+    return weights, ts
 
 
 def _factorize(values: pd.Series) -> tuple[IdArray, np.ndarray]:

@@ -22,6 +22,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from dask.base import tokenize
 
 from daskflow._dask import compute, persist
 from daskflow._errors import DataError, SchemaError
@@ -29,6 +30,7 @@ from daskflow.features._blocks import (
     Block,
     assemble_block,
     factorize_partition,
+    factorize_table,
     ids_to_index,
     leave_k_out,
     merge_uniques,
@@ -36,12 +38,17 @@ from daskflow.features._blocks import (
     stack_transposed,
     transpose_block,
 )
+from daskflow.io._parts import parquet_parts
 
 __all__ = ["InteractionMatrix", "build_interactions", "leave_k_out_split", "block_bounds"]
 
 log = logging.getLogger("daskflow")
 
 _TREE_WIDTH = 8  # fan-in of the tree reduction that merges partition-local IDs
+#: Rows per read task when the log is read with Arrow: large enough that the parts' IDs
+#: overlap little and their tasks' overhead is small, small enough to keep a part in
+#: ~100 MB of worker memory (int32 codes, int64 times, the Arrow table while factorising).
+_ROWS_PER_PART = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -137,13 +144,7 @@ def build_interactions(listens: dd.DataFrame, *, user_col: str = "user_id",
         raise SchemaError(f"listens table lacks column(s) {', '.join(map(repr, missing))}: expected "
                           f"{', '.join(needed)}; found {', '.join(map(str, listens.columns))}. Set "
                           "features.interactions.user_col/item_col/weight/time_col to existing columns")
-    # map_partitions, not delayed calls on to_delayed(): dask fuses it with the read, so a
-    # partition never waits in memory as a frame and there is one task per partition.
-    # Partitions become LocalCodes, not frames, so the meta is only a placeholder.
-    local = listens[needed].map_partitions(factorize_partition, user_col, item_col, weight,
-                                           time_col, meta=pd.Series([], dtype=object),
-                                           enforce_metadata=False, align_dataframes=False)
-    local = persist(local.to_delayed(), client)
+    local = persist(_factorized_parts(listens, needed, user_col, item_col, weight, time_col), client)
     # Kept on the cluster for the remapping, and gathered once for the matrix's mappings.
     ids = persist([_id_tree(local)], client)[0]
     user_ids, item_ids = compute([ids], client)[0]
@@ -160,7 +161,7 @@ def build_interactions(listens: dd.DataFrame, *, user_col: str = "user_id",
               for part in local]
     user_blocks = [dask.delayed(assemble_block)([p[b] for p in pieces], int(lo), int(hi), len(item_index))
                    for b, (lo, hi) in enumerate(zip(user_bounds[:-1], user_bounds[1:]))]
-    user_blocks = persist(user_blocks, client)
+    user_blocks = _persist_spread(user_blocks, client)
     # Drop our references, so the cluster frees the local codes once the blocks hold them.
     del local, ids, pieces
     item_blocks = _transpose(user_blocks, item_bounds, len(user_index), client)
@@ -211,7 +212,50 @@ def _transpose(user_blocks: Sequence[Any], item_bounds: np.ndarray, n_users: int
     pieces = [dask.delayed(transpose_block, nout=n_item_blocks)(b, item_bounds) for b in user_blocks]
     item_blocks = [dask.delayed(stack_transposed)([p[b] for p in pieces], int(lo), int(hi), n_users)
                    for b, (lo, hi) in enumerate(zip(item_bounds[:-1], item_bounds[1:]))]
-    return persist(item_blocks, client)
+    return _persist_spread(item_blocks, client)
+
+
+def _persist_spread(blocks: list[Any], client: Any) -> list[Any]:
+    """Persist block tasks, placed round robin over the workers when there is a client.
+
+    Every block gathers pieces from all partitions, so the scheduler, which goes by where
+    most of a task's input bytes are, often put most blocks on one worker and left the
+    other idle (issue 2). The placement is a preference: another worker takes a block if
+    its worker is gone.
+    """
+    if client is None or len(blocks) < 2:
+        return persist(blocks, client)
+    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    if len(workers) < 2:
+        return persist(blocks, client)
+    return [client.persist(block, workers=[workers[i % len(workers)]], allow_other_workers=True)
+            for i, block in enumerate(blocks)]
+
+
+def _factorized_parts(listens: dd.DataFrame, needed: list[str], user_col: str, item_col: str,
+                      weight: str, time_col: str | None) -> list[Any]:
+    """One task per part of the log, each yielding its :class:`LocalCodes`."""
+    parts = parquet_parts(listens, tokenize(listens), needed, dictionary_columns=[user_col, item_col],
+                          rows_per_part=_ROWS_PER_PART)
+    if parts is not None:
+        # A Parquet table as read_table returned it: read it with Arrow, ID columns as
+        # dictionaries (no hashing of the rows' strings), in fewer, larger parts than
+        # dask's one per file, which means fewer distinct IDs to merge and remap.
+        return [dask.delayed(_read_and_factorize, pure=True)(parts.reader, group, user_col, item_col,
+                                                             weight, time_col)
+                for group in parts.groups]
+    # map_partitions, not delayed calls on to_delayed(): dask fuses it with the read, so a
+    # partition never waits in memory as a frame and there is one task per partition.
+    # Partitions become LocalCodes, not frames, so the meta is only a placeholder.
+    local = listens[needed].map_partitions(factorize_partition, user_col, item_col, weight,
+                                           time_col, meta=pd.Series([], dtype=object),
+                                           enforce_metadata=False, align_dataframes=False)
+    return local.to_delayed()
+
+
+def _read_and_factorize(reader: Any, group: Any, user_col: str, item_col: str, weight: str,
+                        time_col: str | None) -> Any:
+    return factorize_table(reader(group), user_col, item_col, weight, time_col)
 
 
 def _nnz(block: Block) -> int:

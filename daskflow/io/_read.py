@@ -18,10 +18,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
+from dask.base import tokenize
 
 from daskflow._errors import DataError, SchemaError
 from daskflow.io._filters import filters_as_tuples
 from daskflow.io._fs import _is_local, open_filesystem, with_retries
+from daskflow.io._parts import ParquetRead, remember_read
 
 __all__ = ["read_table", "check_schema", "COLUMN_TYPES", "TableInfo", "inspect_table"]
 
@@ -107,10 +109,15 @@ def read_table(uri: str, *, format: str = "parquet", columns: Sequence[str] | No
         _check_filter_columns(filters, info, uri, name)
     if format == "parquet":
         try:
-            return dd.read_parquet(uri, columns=list(columns) if columns is not None else None,
-                                   filters=filters or None, storage_options=dict(storage_options or {}))
+            frame = dd.read_parquet(uri, columns=list(columns) if columns is not None else None,
+                                    filters=filters or None, storage_options=dict(storage_options or {}))
         except (OSError, pa.ArrowException, ValueError) as exc:
             raise DataError(f"cannot read Parquet table {_label(uri, name)}: {exc}") from exc
+        # So that build_interactions can read the same rows with Arrow (daskflow.io._parts).
+        remember_read(tokenize(frame), ParquetRead(
+            uri, dict(storage_options or {}), info.files, info.schema, info.partition_columns,
+            tuple(columns) if columns is not None else tuple(frame.columns), filters or None))
+        return frame
     return _read_orc(uri, info, columns, filters, storage_options)
 
 
