@@ -27,7 +27,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from daskflow._dask import compute, persist
 from daskflow._errors import DataError
-from daskflow._kernels import top_n
+from daskflow._kernels import top_n, top_n_inner_product
 from daskflow.io import open_filesystem
 from daskflow.models import _als_checkpoint as checkpoint
 from daskflow.models._als_blocks import (
@@ -49,8 +49,6 @@ __all__ = ["ImplicitALS"]
 log = logging.getLogger("daskflow")
 
 _USERS, _ITEMS = 0, 1
-_SCORE_BATCH_BYTES = 64 * 2**20  # score matrices are computed in slices of about this size
-_RECOMMEND_TILE_USERS = 32  # users scored and selected together by one thread in recommend
 
 
 class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
@@ -395,48 +393,20 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
     def recommend_block(self, user_items: sp.csr_matrix, n: int, filter_seen: bool = True,
                         user_index: np.ndarray | None = None, parallel: bool = False
                         ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-n by ``u·y``, without scoring every item (:func:`top_n_inner_product`).
+
+        Items are visited in decreasing norm and a user stops once no item left can beat its
+        n-th best score; tiles of users are scored by small GEMMs with BLAS on the calling
+        thread (``parallel``: one tile per Numba thread), so no users x items matrix exists.
+        """
+        from threadpoolctl import threadpool_limits
+
         if user_index is None:
             user_index = np.arange(user_items.shape[0])
         factors = self.user_factors_[user_index]
-        items = self.item_factors_
-        if parallel and len(user_index) > _RECOMMEND_TILE_USERS:
-            return self._recommend_tiles(factors, user_items, n, filter_seen)
-        # Scores in slices of ~64 MB: never a full users x items matrix.
-        batch = max(1, _SCORE_BATCH_BYTES // (4 * max(1, items.shape[0])))
-        out_items, out_scores = [], []
-        for lo in range(0, len(user_index), batch):
-            scores = factors[lo:lo + batch] @ items.T
-            seen = user_items[lo:lo + batch] if filter_seen else None
-            top_items, top_scores = top_n(scores, n, seen, parallel=parallel)
-            out_items.append(top_items)
-            out_scores.append(top_scores)
-        if not out_items:
-            return np.zeros((0, n), dtype=np.int64), np.zeros((0, n), dtype=items.dtype)
-        return np.concatenate(out_items), np.concatenate(out_scores)
-
-    def _recommend_tiles(self, factors: np.ndarray, user_items: sp.csr_matrix, n: int,
-                         filter_seen: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Score and select tile by tile, one tile per thread, BLAS on one thread.
-
-        Each thread scores a small tile of users (a cache-sized GEMM) and selects its top-n
-        right away, so both halves of the work run on every core at once instead of BLAS's
-        threads and the selection's taking turns (the cause of recommend trailing implicit).
-        """
-        from concurrent.futures import ThreadPoolExecutor
-
-        from threadpoolctl import threadpool_limits
-
-        items_t = np.ascontiguousarray(self.item_factors_.T)
-        user_items = user_items.tocsr()
-        step = _RECOMMEND_TILE_USERS
-
-        def tile(lo: int) -> tuple[np.ndarray, np.ndarray]:
-            scores = factors[lo:lo + step] @ items_t
-            return top_n(scores, n, user_items[lo:lo + step] if filter_seen else None, parallel=False)
-
-        with threadpool_limits(1, "blas"), ThreadPoolExecutor(numba.get_num_threads()) as pool:
-            parts = list(pool.map(tile, range(0, factors.shape[0], step)))
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        with threadpool_limits(1, "blas"):
+            return top_n_inner_product(factors, self.item_factors_, n,
+                                       user_items if filter_seen else None, parallel=parallel)
 
     def similar_items(self, item_index: Any, n: int = 10, method: str = "exact",
                       n_trees: int = 50) -> tuple[np.ndarray, np.ndarray]:
