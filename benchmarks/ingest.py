@@ -374,14 +374,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             # The two sides alternate, so that the machine's ups and downs hit both alike.
             if args.only != "daskflow":
                 run = run_floor(str(listens_dir), args.floor_method)
+                # The 1-minute load average just after the run: how busy the machine was.
+                run["load_average_1min"] = round(os.getloadavg()[0], 2)
                 floor_runs.append(run)
                 print(f"{label} floor    {run['seconds']:7.2f}s  cpu {run['cpu_seconds']:6.1f}s  "
-                      f"peak {run['peak_rss'] / _MIB:,.0f} MiB", flush=True)
+                      f"peak {run['peak_rss'] / _MIB:,.0f} MiB  load {run['load_average_1min']:.1f}",
+                      flush=True)
             if args.only != "floor":
                 run, matrix = run_daskflow(client, str(listens_dir), args.block_size)
+                run["load_average_1min"] = round(os.getloadavg()[0], 2)
                 daskflow_runs.append(run)
                 print(f"{label} daskflow {run['seconds']:7.2f}s  cpu {run['cpu_seconds']:6.1f}s "
-                      f"(driver {run['driver_cpu_seconds']:.1f}s)  worker peak "
+                      f"(driver {run['driver_cpu_seconds']:.1f}s)  load {run['load_average_1min']:.1f}  "
+                      "worker peak "
                       f"{run['worker_peak_rss'] / _MIB:,.0f} MiB, driver peak "
                       f"{run['driver_peak_rss'] / _MIB:,.0f} MiB, "
                       f"spilled {run['spilled_bytes'] / _MIB:,.0f} MiB", flush=True)
