@@ -54,6 +54,11 @@ def parse_args() -> argparse.Namespace:
                         help="MALLOC_ARENA_MAX of the worker processes (glibc; default: glibc's 8 x cores)")
     parser.add_argument("--output", default=None, help="also write the JSON report here")
     parser.add_argument("--timeout", type=float, default=600, help="seconds before the run is stopped")
+    parser.add_argument("--target", type=float, default=0.4,
+                        help="distributed.worker.memory.target: spill when *managed* memory passes it")
+    parser.add_argument("--spill", type=lambda v: False if v == "off" else float(v), default=0.5,
+                        help="distributed.worker.memory.spill: spill when *process* memory passes it, "
+                             "down to target ('off': only the managed-memory target applies)")
     return parser.parse_args()
 
 
@@ -137,7 +142,7 @@ def main() -> None:
     # Spill early and never pause: the data is meant not to fit, and with one worker a paused
     # worker (paused on *process* memory, which spilling cannot lower below the interpreter's
     # own imports) stalls the fit for good. The nanny still kills a worker at 95%.
-    memory = {"distributed.worker.memory.target": 0.4, "distributed.worker.memory.spill": 0.5,
+    memory = {"distributed.worker.memory.target": args.target, "distributed.worker.memory.spill": args.spill,
               "distributed.worker.memory.pause": False, "distributed.worker.memory.terminate": 0.95}
     if args.malloc_arena_max is not None:
         import distributed  # noqa: F401 - registers distributed's config defaults
@@ -193,6 +198,8 @@ def main() -> None:
         "ratio_streamed_bytes_per_iteration_to_memory": round((count_bytes + confidence_bytes)
                                                               / total_limit, 2),
         "worker_malloc_environ": malloc_environ,
+        "memory_config": {key.rsplit(".", 1)[-1]: value for key, value in memory.items()
+                          if key.startswith("distributed.worker.memory")},
         "idle_rss_per_worker": {a.rsplit(":", 1)[-1]: v for a, v in idle_rss.items()},
         "peak_rss_per_worker": {a.rsplit(":", 1)[-1]: v for a, v in sampler.peak.items()},
         "peak_rss_per_worker_process_0.05s": {str(pid): v for pid, v in processes.peak.items()},
