@@ -96,8 +96,9 @@ def parquet_parts(frame: Any, token: str, columns: Sequence[str], *,
 
     ``token`` is ``dask.base.tokenize(frame)``. Only a frame that :func:`read_table` returned
     unchanged, from Parquet, qualifies; ``columns`` must be data columns (not hive
-    partition columns) of it. Files are grouped in order, about ``rows_per_part`` rows per
-    group (by the footers' row counts). String columns named in ``dictionary_columns`` are
+    partition columns) of it, and no file may hold more than ``rows_per_part`` rows. Files
+    are grouped in order, about ``rows_per_part`` rows per group (by the footers' row
+    counts). String columns named in ``dictionary_columns`` are
     read as Arrow dictionaries.
     """
     read = _recent_reads.get(token)
@@ -118,6 +119,10 @@ def parquet_parts(frame: Any, token: str, columns: Sequence[str], *,
     group: list[tuple[str, pads.Expression]] = []
     rows = 0
     for fragment in fragments:
+        if fragment.metadata.num_rows > rows_per_part:
+            # A part is whole files: a bigger file would be read in one piece, where dask
+            # splits it by row group and keeps the workers' memory bounded.
+            return None
         group.append((fragment.path, fragment.partition_expression))
         rows += fragment.metadata.num_rows
         if rows >= rows_per_part:

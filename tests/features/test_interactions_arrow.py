@@ -167,6 +167,7 @@ def test_only_untouched_read_table_frames_take_the_arrow_path(tiny_lake: Path,
 
     assert parts(frame) is not None
     assert parts(frame, ["user_id", "ts"]) is not None
+    assert parquet_parts(frame, tokenize(frame), COLUMNS, rows_per_part=10) is None  # big files
     assert parts(frame[frame.ms_played > 1000]) is None       # changed after reading
     assert parts(dd.read_parquet(uri, columns=COLUMNS)) is None  # not read by read_table
     assert parts(read_table(uri), ["user_id", "date"]) is None  # a hive partition column
