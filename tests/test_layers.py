@@ -69,9 +69,28 @@ def test_blocked_fit_tasks_stay_light_on_workers() -> None:
 
 
 def test_streamed_fit_tasks_import_neither_pandas_nor_pyarrow() -> None:
-    """A worker of a streamed ALS fit imports NumPy, SciPy, Numba and fsspec only (issue 3:
-    pandas and pyarrow alone add ~74 MB to a worker whose memory_limit is a few hundred MB)."""
-    code = ("import sys, daskflow.models._als_blocks, daskflow.features._block_files; "
+    """A worker of a streamed ALS fit, or one unpickling a persisted ``Block``, imports NumPy,
+    SciPy, Numba and fsspec only (issue 3: pandas and pyarrow alone add ~74 MB to a worker whose
+    memory_limit is a few hundred MB)."""
+    code = ("import sys, daskflow.models._als_blocks, daskflow.features._block_files, "
+            "daskflow.features._block; "
             "print(sorted({'dask.dataframe', 'sklearn', 'pandas', 'pyarrow'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_unpickling_a_block_imports_neither_pandas_nor_pyarrow() -> None:
+    """Persisted interaction blocks travel to ALS tasks pickled; their class module is light."""
+    import pickle
+
+    import numpy as np
+    import scipy.sparse as sp
+
+    from daskflow.features import Block
+
+    block = Block(sp.csr_matrix(np.eye(3, dtype=np.float32)), np.zeros(3, dtype=np.int64), 0)
+    code = ("import pickle, sys; block = pickle.loads(sys.stdin.buffer.read()); "
+            "print(block.nnz, sorted({'dask.dataframe', 'pandas', 'pyarrow'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(block), capture_output=True,
+                            check=True)
+    assert result.stdout.decode().strip() == "3 []"

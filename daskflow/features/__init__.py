@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from daskflow.features._blocks import Block
+    from daskflow.features._block import Block
     from daskflow.features._conversion import (
         ConversionEncoder,
         build_conversion_features,
@@ -31,7 +31,7 @@ __all__ = ["Block", "ConversionEncoder", "InteractionMatrix", "block_bounds", "b
            "build_interactions", "leave_k_out_split", "load_features", "load_interactions", "log_kpis",
            "save_features", "save_interactions", "split_users", "StoredInteractionMatrix"]
 
-_MODULES = {"Block": "_blocks", "InteractionMatrix": "_interactions", "block_bounds": "_interactions",
+_MODULES = {"Block": "_block", "InteractionMatrix": "_interactions", "block_bounds": "_interactions",
             "build_interactions": "_interactions", "leave_k_out_split": "_interactions",
             "log_kpis": "_kpis", "load_interactions": "_store", "save_interactions": "_store",
             "StoredInteractionMatrix": "_store",

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from daskflow.io._fs import open_filesystem
 
 if TYPE_CHECKING:
-    from daskflow.features._blocks import Block
+    from daskflow.features._block import Block
 
 __all__ = ["write_block", "read_block", "read_counts"]
 
@@ -41,7 +41,7 @@ def write_block(path: str, block: Block, storage_options: Mapping[str, Any] | No
 
 def read_block(path: str, storage_options: Mapping[str, Any] | None) -> Block:
     """The whole block written by :func:`write_block`."""
-    from daskflow.features._blocks import Block
+    from daskflow.features._block import Block
 
     fs, target = open_filesystem(path, storage_options)
     with fs.open(target, "rb") as handle:  # seekable: np.load reads members in place

@@ -23,25 +23,13 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from daskflow._errors import DataError
+from daskflow.features._block import Block
 
 __all__ = ["Block", "LocalCodes", "IdArray", "factorize_partition", "factorize_table", "merge_uniques",
            "ids_to_index", "remap_and_cut", "assemble_block", "transpose_block", "stack_transposed",
            "leave_k_out", "Pieces"]
 
 _INT32_MAX = np.iinfo(np.int32).max
-
-
-@dataclass(frozen=True)
-class Block:
-    """Rows ``row_offset .. row_offset + csr.shape[0] - 1`` of a sparse interaction matrix."""
-
-    csr: sp.csr_matrix          # summed weights (float32), columns are global indices
-    last_ts: np.ndarray         # int64 ms of the latest interaction, aligned with csr.data
-    row_offset: int
-
-    @property
-    def nnz(self) -> int:
-        return int(self.csr.nnz)
 
 
 #: Unique IDs: an Arrow array for strings and integers (cheap to hash, sort and ship
