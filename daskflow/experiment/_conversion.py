@@ -296,7 +296,7 @@ def stage_score(config: Config, state: Any) -> None:
     meta = meta.assign(decile=pd.Series([], dtype="int8"))
     table = scores.map_partitions(_with_decile, cutoffs, meta=meta)
     uri = spec.uri or str(state.work_dir / "predictions" / "conversion_scores.parquet")
-    write_parquet(table, uri, storage_options=spec.storage_options)
+    write_parquet(table, uri, storage_options=spec.storage_options, publish=state.publish)
     state.metrics["conversion"]["score"] = {
         "model": name, "users": int(len(p_all)), "mean_p_convert": round(float(np.mean(p_all)), 6),
         "uri": spec.uri or "predictions/conversion_scores.parquet",

@@ -63,6 +63,9 @@ class _State:
     model: Any = None
     conversion: ConversionState = field(default_factory=ConversionState)
     resumed: bool = False
+    #: Results written to URIs outside the run directory, published when every stage has
+    #: succeeded (and removed if one fails), like the run directory itself.
+    publish: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
 
 def run_experiment(config: Config, *, resume: str | Path | None = None) -> RunResult:
@@ -189,7 +192,7 @@ def _run_stages(config: Config, stages: list[str], run_id: str, work_dir: Path, 
         state = _State(client=client, work_dir=work_dir, metrics=metrics, resumed=resumed)
         if config.data.sample is not None:
             _timed(state, "sample", lambda: _ensure_sample(config, client))
-        with _performance_report(config, work_dir):
+        with state.publish, _performance_report(config, work_dir):
             for stage in stages:
                 log.info("stage %s ...", stage)
                 _timed(state, stage, lambda stage=stage: _STAGE_FUNCTIONS[stage](config, state))
@@ -326,7 +329,7 @@ def _stage_predict(config: Config, state: _State) -> None:
     assert state.matrix is not None and state.model is not None
     uri = spec.uri or str(state.work_dir / "predictions" / "recommendations.parquet")
     frame = recommend_all(state.model, state.matrix, n=spec.n, filter_seen=spec.filter_seen)
-    write_parquet(frame, uri, storage_options=spec.storage_options)
+    write_parquet(frame, uri, storage_options=spec.storage_options, publish=state.publish)
     state.metrics["predict"] = {"uri": spec.uri or "predictions/recommendations.parquet",
                                 "users": state.matrix.n_users, "n": spec.n}
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from daskflow._errors import OutputError
 from daskflow.config import Config
 from daskflow.experiment import run_experiment
 from daskflow.sample import Scale, generate_lake
@@ -89,3 +90,26 @@ def test_saved_features_are_reused(lake: Path, tmp_path: Path) -> None:
     assert not first.metrics["conversion"]["population"]["features_reused"]
     assert again.metrics["conversion"]["population"]["features_reused"]
     assert again.metrics["conversion"]["population"]["users"] == SCALE.n_users
+
+
+@pytest.mark.slow
+def test_results_outside_the_run_appear_only_if_the_run_succeeds(lake: Path, tmp_path: Path) -> None:
+    # predict writes its external table, then score fails (its URI is taken): the run is not
+    # published, and neither is the recommendations table nor any temporary directory.
+    recommendations, taken = tmp_path / "recommendations", tmp_path / "scores"
+    taken.mkdir()
+    failing = config(lake, tmp_path / "out",
+                     experiment={"stages": ["interactions", "train", "predict", "features", "classify",
+                                            "score"]},
+                     predict={"uri": str(recommendations)},
+                     conversion={"models": {"newton": {"model": "logistic_regression"}}, "convergence": None,
+                                 "score": {"uri": str(taken)}})
+    with pytest.raises(OutputError, match="already exists"):
+        run_experiment(failing)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "scores"]
+    assert not list((tmp_path / "out").rglob("metrics.json"))
+
+    succeeding = failing.model_copy(update={"conversion": failing.conversion.model_copy(
+        update={"score": failing.conversion.score.model_copy(update={"uri": str(tmp_path / "scores2")})})})
+    run_experiment(succeeding)
+    assert (recommendations / "_SUCCESS").exists() and (tmp_path / "scores2" / "_SUCCESS").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import fsspec
@@ -19,6 +20,21 @@ def test_write_parquet_publishes_complete_directory(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary left behind
     pd.testing.assert_frame_equal(read_table(str(tmp_path / "out")).compute().reset_index(drop=True),
                                   frame, check_dtype=False)
+
+
+def test_publication_can_wait_for_the_callers_stack(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"x": [1, 2]})
+    with contextlib.ExitStack() as publish:
+        write_parquet(frame, str(tmp_path / "out"), publish=publish)
+        assert not (tmp_path / "out").exists()  # written, not yet published
+    assert (tmp_path / "out" / SUCCESS_MARKER).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+    with pytest.raises(RuntimeError, match="a later step failed"):
+        with contextlib.ExitStack() as publish:
+            write_parquet(frame, str(tmp_path / "other"), publish=publish)
+            raise RuntimeError("a later step failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing, not even a temporary
 
 
 def test_failed_write_publishes_nothing(tmp_path: Path) -> None:
