@@ -33,6 +33,7 @@ from daskflow._errors import DataError, ParameterError
 from daskflow.models import _logistic_kernels as kernels
 from daskflow.models import _logistic_solvers as solvers
 from daskflow.models._params import Rule, check_params
+from daskflow.models._tabular import is_dask
 
 __all__ = ["LogisticRegression", "LinearSVM"]
 
@@ -103,7 +104,7 @@ class _LinearBinaryClassifier(ClassifierMixin, BaseEstimator):
         # One BLAS thread per pass: parallelism comes from the blocks (threads or workers);
         # a 2-thread OpenBLAS made the Hessian pass 1.5-7x slower on 2 cores (docs/logistic.md).
         with threadpool_limits(1, "blas"):
-            problem = (self._dask_problem(X, y, sample_weight, client) if _is_dask(X)
+            problem = (self._dask_problem(X, y, sample_weight, client) if is_dask(X)
                        else self._memory_problem(X, y, sample_weight))
             try:
                 def run(coef: np.ndarray, order: int, sample: Any = None) -> np.ndarray:
@@ -290,7 +291,7 @@ class _LinearBinaryClassifier(ClassifierMixin, BaseEstimator):
 
     def _apply(self, X: Any, function: Callable[..., np.ndarray], kwargs: dict[str, Any],
                n_columns: int | None, dtype: np.dtype) -> Any:
-        if not _is_dask(X):
+        if not is_dask(X):
             try:
                 X = validate_data(self, X, reset=False, accept_sparse="csr", dtype=np.float64)
             except ValueError as exc:
@@ -320,10 +321,6 @@ def _memory_weights(sample_weight: Any, n_rows: int, name: str) -> np.ndarray:
 
 
 # -- the Dask layer: blocks in, one small graph per pass -----------------------------------------
-
-
-def _is_dask(value: Any) -> bool:
-    return hasattr(value, "__dask_graph__") and value.__dask_graph__() is not None
 
 
 class _DaskPasses:
@@ -369,7 +366,7 @@ def _label_parts(values: Any, X: Any, x_parts: list[Any], sizes: list[int], clie
     """``y`` or ``sample_weight`` as one part per block of X."""
     if values is None:
         return [None] * len(x_parts)
-    if _is_dask(values):
+    if is_dask(values):
         if hasattr(values, "chunks"):   # a Dask Array: align its chunks with X's when both known
             if values.ndim == 2:
                 values = values.rechunk({1: -1})
