@@ -48,11 +48,13 @@ def as_frame(X: sp.csr_matrix) -> dd.DataFrame:
 
 def test_loss_decreases_and_solvers_agree() -> None:
     X = planted()
-    cg = ImplicitALS(n_factors=8, n_iter=6, regularization=0.1, cg_steps=4).fit(X)
-    exact = ImplicitALS(n_factors=8, n_iter=6, regularization=0.1, solver="cholesky").fit(X)
+    # From all-positive starting factors CG trails the exact solves for a few iterations
+    # (0.6% at 6, 0.13% at 15), then follows them.
+    cg = ImplicitALS(n_factors=8, n_iter=15, regularization=0.1, cg_steps=4).fit(X)
+    exact = ImplicitALS(n_factors=8, n_iter=15, regularization=0.1, solver="cholesky").fit(X)
     assert all(a >= b for a, b in zip(cg.loss_curve_, cg.loss_curve_[1:]))
     assert cg.loss_curve_[-1] == pytest.approx(exact.loss_curve_[-1], rel=2e-3)
-    assert cg.n_iter_ == 6 and len(cg.iteration_seconds_) == 6
+    assert cg.n_iter_ == 15 and len(cg.iteration_seconds_) == 15
     assert cg.user_factors_.dtype == np.float32 and cg.user_factors_.shape == (300, 8)
 
 
@@ -76,12 +78,16 @@ def test_in_memory_and_blocked_fits_agree(client: object) -> None:
     X = planted()
     matrix = build_interactions(as_frame(X), weight="plays", time_col=None, block_size=70, client=client)
     assert (matrix.to_scipy(client) != X).nnz == 0
-    params = dict(n_factors=6, n_iter=4, regularization=0.05, random_state=3)
-    local = ImplicitALS(**params).fit(X)
-    blocked = ImplicitALS(**params).fit(matrix, client=client)
-    np.testing.assert_allclose(blocked.user_factors_, local.user_factors_, rtol=1e-3, atol=1e-4)
-    np.testing.assert_allclose(blocked.item_factors_, local.item_factors_, rtol=1e-3, atol=1e-4)
-    np.testing.assert_allclose(blocked.loss_curve_, local.loss_curve_, rtol=1e-4)
+    # In float64 both paths give the same factors to 1e-10: they compute the same thing, only
+    # the Gram matrices are summed in another order. In float32 that reordering's rounding is
+    # amplified by the few CG steps from all-positive starting factors (up to ~3e-3 here).
+    for dtype, tolerance in (("float64", 1e-8), ("float32", 1e-2)):
+        params = dict(n_factors=6, n_iter=4, regularization=0.05, random_state=3, dtype=dtype)
+        local = ImplicitALS(**params).fit(X)
+        blocked = ImplicitALS(**params).fit(matrix, client=client)
+        np.testing.assert_allclose(blocked.user_factors_, local.user_factors_, rtol=tolerance, atol=tolerance)
+        np.testing.assert_allclose(blocked.item_factors_, local.item_factors_, rtol=tolerance, atol=tolerance)
+        np.testing.assert_allclose(blocked.loss_curve_, local.loss_curve_, rtol=tolerance / 100)
     assert blocked.user_ids_[0] == "u00000" and local.user_ids_ is None
 
 
