@@ -6,32 +6,31 @@ import threading
 import time
 from typing import Any
 
-__all__ = ["RssSampler", "ProcessRssSampler"]
+__all__ = ["Poller", "RssSampler", "ProcessRssSampler"]
 
 
-class RssSampler:
-    """Polls every worker's RSS (through the scheduler's heartbeat metrics) and keeps the peak."""
+class Poller:
+    """Calls :meth:`poll` every ``period`` seconds on a daemon thread while a ``with`` block runs.
 
-    def __init__(self, client: Any, period: float = 0.2) -> None:
-        self.client, self.period = client, period
-        self.peak: dict[str, int] = {}
-        self.spilled: dict[str, int] = {}
+    ``poll`` returning true stops the polling early. Subclasses set their state, then call
+    ``super().__init__(period)``.
+    """
+
+    def __init__(self, period: float) -> None:
+        self.period = period
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def poll(self) -> bool | None:
+        raise NotImplementedError
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                for address, worker in self.client.scheduler_info(n_workers=-1)["workers"].items():
-                    metrics = worker.get("metrics", {})
-                    self.peak[address] = max(self.peak.get(address, 0), int(metrics.get("memory", 0)))
-                    spilled = metrics.get("spilled_bytes", {})
-                    self.spilled[address] = max(self.spilled.get(address, 0), int(spilled.get("disk", 0)))
-            except Exception:  # the scheduler is busy or shutting down: try again
-                pass
-            time.sleep(self.period)
+            if self.poll():
+                return
+            self._stop.wait(self.period)
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> Any:
         self._thread.start()
         return self
 
@@ -40,7 +39,27 @@ class RssSampler:
         self._thread.join()
 
 
-class ProcessRssSampler:
+class RssSampler(Poller):
+    """Polls every worker's RSS (through the scheduler's heartbeat metrics) and keeps the peak."""
+
+    def __init__(self, client: Any, period: float = 0.2) -> None:
+        self.client = client
+        self.peak: dict[str, int] = {}
+        self.spilled: dict[str, int] = {}
+        super().__init__(period)
+
+    def poll(self) -> None:
+        try:
+            for address, worker in self.client.scheduler_info(n_workers=-1)["workers"].items():
+                metrics = worker.get("metrics", {})
+                self.peak[address] = max(self.peak.get(address, 0), int(metrics.get("memory", 0)))
+                spilled = metrics.get("spilled_bytes", {})
+                self.spilled[address] = max(self.spilled.get(address, 0), int(spilled.get("disk", 0)))
+        except Exception:  # the scheduler is busy or shutting down: try again
+            pass
+
+
+class ProcessRssSampler(Poller):
     """Polls the RSS of this process's local worker processes directly (psutil), and keeps the peak.
 
     Finer than :class:`RssSampler`: the scheduler's metrics arrive with each heartbeat
@@ -52,32 +71,22 @@ class ProcessRssSampler:
     def __init__(self, period: float = 0.05) -> None:
         import psutil
 
-        self.period, self._me = period, psutil.Process()
+        self._me = psutil.Process()
         self.peak: dict[int, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._workers: list[Any] = []
+        self._listed = 0.0
+        super().__init__(period)
 
-    def _workers(self) -> list[Any]:
+    def _list_workers(self) -> list[Any]:
         # LocalCluster's worker processes are spawned children; skip multiprocessing's helpers.
         return [p for p in self._me.children(recursive=True)
                 if "spawn_main" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())]
 
-    def _run(self) -> None:
-        workers, refreshed = [], 0.0
-        while not self._stop.is_set():
-            try:
-                if time.monotonic() - refreshed > 1.0:
-                    workers, refreshed = self._workers(), time.monotonic()
-                for process in workers:
-                    self.peak[process.pid] = max(self.peak.get(process.pid, 0), process.memory_info().rss)
-            except Exception:  # a worker exited between listing and reading: list them again
-                refreshed = 0.0
-            time.sleep(self.period)
-
-    def __enter__(self) -> ProcessRssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def poll(self) -> None:
+        try:
+            if time.monotonic() - self._listed > 1.0:
+                self._workers, self._listed = self._list_workers(), time.monotonic()
+            for process in self._workers:
+                self.peak[process.pid] = max(self.peak.get(process.pid, 0), process.memory_info().rss)
+        except Exception:  # a worker exited between listing and reading: list them again
+            self._listed = 0.0

@@ -28,14 +28,13 @@ import _thread
 import argparse
 import json
 import os
-import threading
 import time
 import zipfile
 from pathlib import Path
 
 import dask
 import numpy as np
-from _sampler import ProcessRssSampler, RssSampler  # noqa: E402 - benchmarks/ is the script's directory
+from _sampler import Poller, ProcessRssSampler, RssSampler  # noqa: E402 - benchmarks/ is the script's directory
 
 
 def parse_args() -> argparse.Namespace:
@@ -78,33 +77,27 @@ def stored_array_bytes(saved: str) -> dict[str, int]:
     return totals
 
 
-class Watchdog:
+class Watchdog(Poller):
     """Interrupts the main thread when a worker process is replaced or the run takes too long."""
 
     def __init__(self, processes: ProcessRssSampler, n_workers: int, timeout: float) -> None:
         self.processes, self.n_workers, self.timeout = processes, n_workers, timeout
         self.reason: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + self.timeout
-        while not self._stop.wait(0.2):
-            if len(self.processes.peak) > self.n_workers:
-                self.reason = "a worker process was killed and restarted (nanny memory limit)"
-            elif time.monotonic() > deadline:
-                self.reason = f"stopped after {self.timeout:.0f} s"
-            if self.reason:
-                _thread.interrupt_main()
-                return
+        self._deadline = 0.0
+        super().__init__(0.2)
 
     def __enter__(self) -> Watchdog:
-        self._thread.start()
-        return self
+        self._deadline = time.monotonic() + self.timeout
+        return super().__enter__()
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def poll(self) -> bool:
+        if len(self.processes.peak) > self.n_workers:
+            self.reason = "a worker process was killed and restarted (nanny memory limit)"
+        elif time.monotonic() > self._deadline:
+            self.reason = f"stopped after {self.timeout:.0f} s"
+        if self.reason:
+            _thread.interrupt_main()
+        return self.reason is not None
 
 
 def worker_malloc_environ() -> dict[str, str]:

@@ -30,7 +30,6 @@ import os
 import platform
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ import pandas as pd
 import psutil
 import pyarrow.dataset as pads
 import scipy.sparse as sp
+from _sampler import Poller  # benchmarks/ is the script's directory
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 COLUMNS = ["user_id", "track_id", "ts"]
@@ -72,7 +72,7 @@ def _cpu_seconds(pids: Iterable[int]) -> float:
     return total
 
 
-class PeakRss:
+class PeakRss(Poller):
     """Sample the resident memory of some processes from a background thread.
 
     Sampling every ``interval`` seconds can miss a short spike, so on exit the kernel's
@@ -83,29 +83,20 @@ class PeakRss:
     def __init__(self, pids: dict[str, int], *, interval: float = 0.02,
                  whole_life: Sequence[str] = ()) -> None:
         self.pids = dict(pids)
-        self.interval = interval
         self.whole_life = tuple(whole_life)
         self.peaks = dict.fromkeys(self.pids, 0)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, name="peak-rss", daemon=True)
+        self._processes = {name: psutil.Process(pid) for name, pid in self.pids.items()}
+        super().__init__(interval)
 
-    def _sample(self) -> None:
-        processes = {name: psutil.Process(pid) for name, pid in self.pids.items()}
-        while not self._stop.is_set():
-            for name, process in processes.items():
-                try:
-                    self.peaks[name] = max(self.peaks[name], process.memory_info().rss)
-                except psutil.Error:  # a worker was killed: the run reports the restart
-                    pass
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
+    def poll(self) -> None:
+        for name, process in self._processes.items():
+            try:
+                self.peaks[name] = max(self.peaks[name], process.memory_info().rss)
+            except psutil.Error:  # a worker was killed: the run reports the restart
+                pass
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        super().__exit__(*exc)
         for name in self.whole_life:
             self.peaks[name] = max(self.peaks[name], _high_water_mark(self.pids[name]) or 0)
 
