@@ -63,8 +63,7 @@ def initial_factors(lo: int, hi: int, n_factors: int, seed: int, side: int,
         rng = np.random.default_rng([seed, side, chunk])
         # Uniform on [0, 0.01), as implicit draws them: all-positive starting vectors make the
         # first half-step fit close to the popularity direction, a better start than random
-        # signs (NDCG@10 after 10 iterations on benchmarks/als.py's data: +1.2% and +2.3%
-        # over N(0, 0.01²) for two seeds).
+        # signs (docs/benchmarks.md, benchmarks/als_seeds.py).
         values = rng.random((INIT_CHUNK, n_factors), dtype=np.float32) * np.float32(0.01)
         a, b = max(lo, start), min(hi, start + INIT_CHUNK)
         out[a - lo:b - lo] = values[a - start:b - start]
