@@ -7,9 +7,10 @@ from daskflow._errors import (
     DataError,
     OutputError,
     ParameterError,
+    RunInterrupted,
     SchemaError,
 )
 from daskflow._version import __version__
 
 __all__ = ["ClusterError", "ConfigError", "DaskflowError", "DataError", "OutputError",
-           "ParameterError", "SchemaError", "__version__"]
+           "ParameterError", "RunInterrupted", "SchemaError", "__version__"]

@@ -19,6 +19,7 @@ __all__ = [
     "ClusterError",
     "OutputError",
     "ParameterError",
+    "RunInterrupted",
 ]
 
 
@@ -48,3 +49,18 @@ class OutputError(DaskflowError, OSError):
 
 class ParameterError(DaskflowError, ValueError):
     """An estimator's hyperparameter is out of range or of the wrong type."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run interrupted (Ctrl-C, SIGTERM) after a checkpoint: its working directory is kept.
+
+    Raised by the experiment runner from the original interrupt, so it is still a
+    ``KeyboardInterrupt`` to every caller. Nothing was published; ``work_dir`` holds the
+    checkpoints, and ``daskflow run CONFIG [overrides] --resume <work_dir>`` continues.
+    """
+
+    def __init__(self, work_dir: object) -> None:
+        super().__init__(f"interrupted; nothing was published; the working directory {work_dir} "
+                         "is kept for --resume")
+        #: The kept working directory (a ``pathlib.Path``).
+        self.work_dir = work_dir

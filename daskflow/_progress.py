@@ -32,15 +32,64 @@ def compute_tasks(tasks: Sequence[Any], *, client: Any = None, label: str = "tas
     order = {future.key: index for index, future in enumerate(futures)}
     results: list[Any] = [None] * total
     started = last = time.monotonic()
-    for done, future in enumerate(as_completed(futures), start=1):
-        results[order[future.key]] = future.result()
-        now = time.monotonic()
-        if on_progress is not None:
-            on_progress(done, total)
-        if now - last >= report_every or done == total:
-            log.info("%s: %d/%d done (%.1fs)", label, done, total, now - started)
-            last = now
+    try:
+        for done, future in enumerate(as_completed(futures), start=1):
+            results[order[future.key]] = future.result()
+            now = time.monotonic()
+            if on_progress is not None:
+                on_progress(done, total)
+            if now - last >= report_every or done == total:
+                log.info("%s: %d/%d done (%.1fs)", label, done, total, now - started)
+                last = now
+    except BaseException:  # a failed task, Ctrl-C, SIGTERM as the CLI raises it
+        _stop(client, futures)
+        raise
     return results
+
+
+#: Seconds to wait for tasks already running when a batch is abandoned.
+STOP_TIMEOUT = 15.0
+
+
+def _stop(client: Any, futures: Sequence[Any], timeout: float = STOP_TIMEOUT) -> None:
+    """Cancel ``futures`` and wait (up to ``timeout``) until none of them is still running.
+
+    Cancelling does not stop a task a worker thread is executing: it runs to its end.
+    A caller that removes a temporary output once this batch has failed (an interrupted
+    ``generate`` discarding its lake) would otherwise see those tasks write into the
+    directory again after it was removed.
+    """
+    keys = {future.key for future in futures}
+
+    def running(dask_worker: Any) -> int:
+        return sum(1 for task in dask_worker.state.executing if task.key in keys)
+
+    # Workers the same signal ended (SIGTERM to the process group) cannot answer: an
+    # embedded scheduler logs each such "broadcast to ... failed" at error level, which
+    # says nothing here, where stopping them is the point.
+    scheduler_log = logging.getLogger("distributed.scheduler")
+    unanswered = _Dropping("broadcast to ")
+    scheduler_log.addFilter(unanswered)
+    try:
+        client.cancel(list(futures))
+        deadline = time.monotonic() + timeout
+        while any(client.run(running, on_error="ignore").values()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    except Exception as exc:  # the cluster may be going away too; the original error matters
+        log.debug("could not wait for the cancelled tasks of a failed batch: %s", exc)
+    finally:
+        scheduler_log.removeFilter(unanswered)
+
+
+class _Dropping(logging.Filter):
+    """Drops the records whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
 
 
 def wait_with_progress(collections: Sequence[Any], *, client: Any = None, label: str = "tasks",

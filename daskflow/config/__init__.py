@@ -22,8 +22,10 @@ from daskflow.config._models import (
     TuneConfig,
     stages_to_run,
 )
+from daskflow.config._redact import REDACTED, Secrets, redact_data, redacting
 
 __all__ = [
+    "REDACTED",
     "STAGES",
     "ClusterConfig",
     "Config",
@@ -36,11 +38,14 @@ __all__ = [
     "OutputConfig",
     "PredictConfig",
     "SampleConfig",
+    "Secrets",
     "SourceConfig",
     "TuneConfig",
     "config_to_yaml",
     "load_config",
     "parse_overrides",
+    "redact_data",
+    "redacting",
     "stages_to_run",
     "validate_config",
 ]

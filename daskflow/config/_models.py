@@ -10,8 +10,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from daskflow.config._kinds import DEFAULTS as CLUSTER_DEFAULTS
+from daskflow.config._kinds import other_kind_problem
+from daskflow.config._redact import Secrets
 from daskflow.io._filters import filters_as_tuples
 
 __all__ = [
@@ -24,6 +27,7 @@ __all__ = [
     "FeaturesConfig",
     "InteractionsConfig",
     "ModelConfig",
+    "ContentConfig",
     "EvaluateConfig",
     "TuneConfig",
     "PredictConfig",
@@ -34,6 +38,8 @@ __all__ = [
     "ConvergenceConfig",
     "ScoreConfig",
     "OutputConfig",
+    "AbtestConfig",
+    "KpisConfig",
     "STAGES",
     "stages_to_run",
 ]
@@ -41,9 +47,10 @@ __all__ = [
 #: Stages an experiment can run, in the order the runner runs them. The recommender:
 #: interactions -> train -> evaluate -> predict; the conversion model: features ->
 #: classify (train and evaluate every configured classifier) -> score (every user).
-STAGES = ("kpis", "interactions", "train", "evaluate", "features", "classify", "tune", "predict", "score")
-Stage = Literal["kpis", "interactions", "train", "evaluate", "features", "classify", "tune", "predict",
-                "score"]
+STAGES = ("kpis", "abtest", "interactions", "train", "evaluate", "features", "classify", "tune", "predict",
+          "score")
+Stage = Literal["kpis", "abtest", "interactions", "train", "evaluate", "features", "classify", "tune",
+                "predict", "score"]
 
 #: Logical column types a source schema may declare (see daskflow.io.COLUMN_TYPES).
 ColumnType = Literal["string", "integer", "float", "number", "boolean", "timestamp",
@@ -146,15 +153,7 @@ class KubernetesConfig(_Section):
     @field_validator("worker_memory", mode="before")
     @classmethod
     def _size(cls, value: Any) -> Any:
-        from dask.utils import parse_bytes
-
-        try:
-            valid = not isinstance(value, bool) and parse_bytes(value) > 0
-        except (ValueError, TypeError):
-            valid = False
-        if not valid:
-            raise ValueError(f"expected a size such as '4GiB' or '512MiB', got {value!r}")
-        return str(value)
+        return _check_size(value, "per worker")
 
     @field_validator("env", mode="before")
     @classmethod
@@ -187,6 +186,44 @@ class KubernetesConfig(_Section):
         return items
 
 
+#: Memory a Dask worker needs at the least: its Python process with dask, distributed,
+#: NumPy and pandas imported takes about 150 MiB before it holds any data.
+MEMORY_LIMIT_FLOOR = 256 * 2**20
+#: A local cluster may have at most this many workers (and threads in all) per core ...
+MAX_LOCAL_PER_CORE = 4
+#: ... and never more than this many, however many cores the machine has.
+MAX_LOCAL_WORKERS = 512
+
+
+def _check_size(value: Any, noun: str, special: tuple[str, ...] = ()) -> str:
+    """``value`` as a size of at least :data:`MEMORY_LIMIT_FLOOR`, or one of ``special``."""
+    from dask.utils import format_bytes, parse_bytes
+
+    text = str(value).strip() if isinstance(value, str | int) and not isinstance(value, bool) else None
+    if text is not None and text.lower() in special:
+        return text.lower()
+    allowed = "".join(f"'{word}', " for word in special)
+    try:
+        size = parse_bytes(text) if text else None
+    except (ValueError, TypeError):
+        size = None
+    if size is None:
+        raise ValueError(f"expected {allowed}a size such as '4GiB' or '512MiB', got {value!r}")
+    if size < MEMORY_LIMIT_FLOOR:
+        raise ValueError(f"{text} is {size:,} bytes {noun}, below the floor of "
+                         f"{format_bytes(MEMORY_LIMIT_FLOOR)} ({MEMORY_LIMIT_FLOOR:,} bytes) a Dask worker "
+                         f"needs to start and hold any data: expected at least 256MiB, e.g. '2GiB'"
+                         + (f", or {allowed.rstrip(', ')}" if allowed else ""))
+    return text
+
+
+def _local_limit() -> tuple[int, int]:
+    """This machine's cores and how many local workers (or threads in all) it may run."""
+    from dask.system import CPU_COUNT
+
+    return CPU_COUNT, min(MAX_LOCAL_PER_CORE * CPU_COUNT, MAX_LOCAL_WORKERS)
+
+
 class ClusterConfig(_Section):
     """Where the Dask work runs: an embedded LocalCluster, a running scheduler, or Kubernetes."""
 
@@ -202,6 +239,35 @@ class ClusterConfig(_Section):
     kubernetes: KubernetesConfig | None = Field(None, description="Settings of kind=kubernetes (the "
                                                 "local-only keys above do not apply to it).")
 
+    @field_validator("memory_limit", mode="before")
+    @classmethod
+    def _memory_limit(cls, value: Any) -> Any:
+        # '0' (and YAML's 0) is no limit; every other size must let a worker start (issue 10:
+        # '1KiB' made workers die or hang with no message).
+        if isinstance(value, int) and not isinstance(value, bool) and value == 0:
+            return "0"
+        return _check_size(value, "per worker", ("auto", "0"))
+
+    @field_validator("n_workers", "threads_per_worker")
+    @classmethod
+    def _fits_this_machine(cls, value: int, info: Any) -> int:
+        # A local cluster runs here: hundreds of worker processes on a few cores only thrash
+        # (issue 10: n_workers 1000 never came up). Remote and Kubernetes sizes are their own.
+        if info.data.get("kind", "local") != "local":
+            return value
+        cores, limit = _local_limit()
+        what = "workers" if info.field_name == "n_workers" else "threads per worker"
+        if value > limit:
+            raise ValueError(f"{value:,} local {what} on this machine's {cores} core(s) is more than "
+                             f"{MAX_LOCAL_PER_CORE} per core: expected at most {limit}; lower it, or run "
+                             "on a bigger cluster (cluster.kind remote or kubernetes)")
+        workers = info.data.get("n_workers")
+        if info.field_name == "threads_per_worker" and workers is not None and workers * value > limit:
+            raise ValueError(f"n_workers x threads_per_worker = {workers} x {value} = {workers * value:,} "
+                             f"threads on this machine's {cores} core(s) is more than {MAX_LOCAL_PER_CORE} "
+                             f"per core: expected at most {limit} in all; lower one of them")
+        return value
+
     @model_validator(mode="before")
     @classmethod
     def _address_implies_remote(cls, data: Any) -> Any:
@@ -213,6 +279,13 @@ class ClusterConfig(_Section):
             data = {**data, "kind": "kubernetes"}
         if isinstance(data, dict) and data.get("kind") == "kubernetes" and data.get("kubernetes") is None:
             data = {**data, "kubernetes": {}}  # every default
+        if isinstance(data, dict):  # a setting of another kind is an error, never ignored (_kinds)
+            for key, value in data.items():
+                # address and kubernetes: _address_matches_kind, with the value's secrets hidden
+                if key not in ("address", "kubernetes") and value != CLUSTER_DEFAULTS.get(key, value):
+                    problem = other_kind_problem(key, value, data.get("kind", "local"))
+                    if problem is not None:
+                        raise ValueError(problem)
         return data
 
     @model_validator(mode="after")
@@ -267,6 +340,9 @@ class SourceConfig(_Section):
                 if item[1] not in FILTER_OPS:
                     raise ValueError(f"unknown filter operator {item[1]!r} in {list(item)}; "
                                      f"allowed: {', '.join(FILTER_OPS)}")
+                if item[1] in ("in", "not in") and not isinstance(item[2], list):
+                    raise ValueError(f"filter {list(item)}: {item[1]!r} takes a list of values, e.g. "
+                                     f"[{item[0]}, {item[1]}, [{item[2]}]]")
         return filters
 
 
@@ -285,11 +361,62 @@ class InteractionsConfig(_Section):
     item_col: str = "track_id"
     weight: str = Field("count", description="'count' (one per row) or a numeric column to sum.")
     time_col: str = "ts"
-    block_size: PositiveInt = Field(50_000, description="Users (or items) per CSR row-block.")
+    block_size: PositiveInt = Field(50_000, description="Users (or items) per CSR row-block; at most "
+                                    "10,000 blocks a side (see docs/configuration.md).")
+    allow_empty_ids: bool = Field(False, description="Count empty or whitespace-only user/item IDs as "
+                                  "IDs instead of refusing them.")
+
+    @model_validator(mode="after")
+    def _distinct_columns(self) -> InteractionsConfig:
+        roles = {"user_col": self.user_col, "item_col": self.item_col, "time_col": self.time_col}
+        if self.weight != "count":
+            roles = {"weight": self.weight, **roles}
+        seen: dict[str, str] = {}
+        for role, column in roles.items():
+            if column in seen:
+                raise ValueError(f"features.interactions.{seen[column]} and features.interactions.{role} "
+                                 f"are both {column!r}: each names a different column (weight: 'count' "
+                                 "or a numeric column other than the IDs and the time)")
+            seen[column] = role
+        return self
 
 
 class FeaturesConfig(_Section):
     interactions: InteractionsConfig = InteractionsConfig()
+
+
+#: ContentToFactors' parameters a config may set under model.content.params.
+_CONTENT_PARAMS = ("alpha", "norm", "hidden", "epochs", "learning_rate", "batch_size", "random_state")
+
+
+class ContentConfig(_Section):
+    """Item content for cold items: ALS learns to predict factors from it (docs/als.md)."""
+
+    source: str = Field(min_length=1, description="The data.sources entry holding one row per item.")
+    id: str = Field("item_id", min_length=1, description="Its column of item IDs (the interactions' items).")
+    columns: tuple[str, ...] | None = Field(None, description="Content columns; default: all but id.")
+    separators: dict[str, str] = Field(default_factory=dict, description="Multi-valued string columns: "
+                                       "column -> separator, e.g. {genres: '|'}.")
+    max_categories: PositiveInt = 2000
+    model: Literal["ridge", "mlp"] = "ridge"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("separators")
+    @classmethod
+    def _non_empty_separators(cls, separators: dict[str, str]) -> dict[str, str]:
+        empty = [column for column, separator in separators.items() if not separator]
+        if empty:
+            raise ValueError(f"empty separator for column(s) {empty}: give the string between values")
+        return separators
+
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(params) - set(_CONTENT_PARAMS))
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {', '.join(unknown)} of the content model: allowed: "
+                             f"{', '.join(_CONTENT_PARAMS)}")
+        return params
 
 
 class ModelConfig(_Section):
@@ -297,11 +424,19 @@ class ModelConfig(_Section):
 
     name: str = "popularity"
     params: dict[str, Any] = Field(default_factory=dict)
+    content: ContentConfig | None = Field(None, description="Item content for cold items (model als only).")
 
     @field_validator("name")
     @classmethod
     def _known_model(cls, name: str) -> str:
         return _registered(name, "recommender", "model")
+
+    @model_validator(mode="after")
+    def _content_needs_als(self) -> ModelConfig:
+        if self.content is not None and self.name != "als":
+            raise ValueError(f"model.content needs model.name als (got {self.name!r}): only ALS learns "
+                             "factors that content can predict")
+        return self
 
 
 class EvaluateConfig(_Section):
@@ -315,6 +450,8 @@ class EvaluateConfig(_Section):
         "precision", "recall", "map", "ndcg")
     baselines: tuple[str, ...] = Field((), description="Models (default parameters) evaluated on "
                                        "the same splits beside model.name, e.g. [popularity].")
+    cold_items: float | None = Field(None, gt=0, lt=1, description="Share of the items with content held "
+                                     "out entirely for the cold-start evaluation (needs model.content).")
 
     @field_validator("baselines")
     @classmethod
@@ -479,6 +616,170 @@ class ConversionConfig(_Section):
         return self
 
 
+class AbtestAssignmentsConfig(_Section):
+    """Where the A/B test's unit -> variant assignments are, and what their columns are."""
+
+    source: str = Field(min_length=1, description="The data.sources entry of the assignment log.")
+    unit: str = Field("user_id", description="The randomisation unit's column (also in every metric source).")
+    variant: str = "variant"
+    time: str = Field("assigned_at", description="When the unit was assigned: metric windows start there.")
+    control: str = Field("control", description="The control variant's value in the variant column.")
+    experiment: str | None = Field(None, description="The experiment to analyse when the log holds several.")
+    experiment_column: str = "experiment"
+
+
+class AbtestCupedConfig(_Section):
+    """CUPED: adjust by the same metric over a pre-period before assignment (Deng et al. 2013)."""
+
+    pre_days: PositiveInt = Field(description="Days before assignment the covariate sums over.")
+
+
+class AbtestMetricConfig(_Section):
+    """One metric of the A/B test, summed per unit over a window after its assignment."""
+
+    source: str = Field(min_length=1, description="The data.sources entry the metric is computed from.")
+    kind: Literal["proportion", "mean", "ratio"] = Field(description="proportion: share of units with a row "
+                                                         "in the window; mean: per-unit sum of value (row "
+                                                         "count without value); ratio: sum of value over "
+                                                         "sum of denominator (delta method).")
+    value: str | None = None
+    denominator: str | None = Field(None, description="ratio: the denominator column; default the row count.")
+    time: str = Field("ts", description="The source's timestamp column.")
+    within_days: int = Field(description="Window length after assignment, in days (>= 1).")
+    cuped: AbtestCupedConfig | None = None
+
+    @field_validator("within_days", mode="before")
+    @classmethod
+    def _positive_days(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"expected a whole number of days >= 1, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _kind_fits(self) -> AbtestMetricConfig:
+        if self.kind == "proportion" and self.value is not None:
+            raise ValueError("a proportion counts units with a row in the window: remove value (or use "
+                             "kind: mean)")
+        if self.kind != "ratio" and self.denominator is not None:
+            raise ValueError(f"denominator is only used with kind: ratio (kind is {self.kind!r})")
+        if self.kind == "ratio" and self.value is None:
+            raise ValueError("kind: ratio needs value (the numerator column)")
+        if self.kind == "ratio" and self.cuped is not None:
+            raise ValueError("cuped is not available for kind: ratio; remove cuped")
+        return self
+
+
+class AbtestConfig(_Section):
+    """The `abtest` stage: per-variant statistics of an A/B test (docs/analytics.md)."""
+
+    assignments: AbtestAssignmentsConfig
+    metrics: dict[str, AbtestMetricConfig] = Field(min_length=1)
+    correction: Literal["none", "bonferroni", "holm", "bh"] = Field(
+        "holm", description="Multiple-testing correction over every (metric, treatment variant).")
+    alpha: float = Field(0.05, gt=0, lt=1)
+    split: dict[str, Annotated[float, Field(gt=0)]] | None = Field(
+        None, description="The design's share of each variant (SRM check); default equal shares.")
+    srm_threshold: float = Field(0.001, gt=0, lt=1, description="A chi-square p-value below this flags a "
+                                 "sample-ratio mismatch.")
+    fail_on_srm: bool = Field(False, description="Fail the run (exit 2) on a sample-ratio mismatch instead "
+                              "of flagging it.")
+    power: float = Field(0.8, gt=0, lt=1, description="Power of the minimum detectable effect.")
+    planned_units: PositiveInt | None = Field(None, description="Units the test is planned for (MDE and "
+                                              "the sequential boundary); default the units so far.")
+
+    @model_validator(mode="after")
+    def _control_in_split(self) -> AbtestConfig:
+        if self.split is not None and self.assignments.control not in self.split:
+            raise ValueError(f"abtest.split has no share for the control {self.assignments.control!r} "
+                             f"(has {', '.join(self.split)})")
+        return self
+
+
+class KpisActiveConfig(_Section):
+    """What makes a user active on a day (DAU/WAU/MAU, lifecycle, retention)."""
+
+    where: list[Any] | None = Field(None, description="DNF filters on the events, as data.sources' filters; "
+                                    "default every event.")
+    min_events: PositiveInt = Field(1, description="Matching events a user needs on a day to be active.")
+    wau_days: PositiveInt = Field(7, description="WAU's trailing window, in days.")
+    mau_days: PositiveInt = Field(30, description="MAU's trailing window, in days.")
+
+    @field_validator("where", mode="before")
+    @classmethod
+    def _where_as_tuples(cls, value: Any) -> Any:
+        return filters_as_tuples(value)
+
+    @field_validator("where")
+    @classmethod
+    def _check_where(cls, where: list[Any] | None) -> list[Any] | None:
+        return SourceConfig._check_filters(where)
+
+    @model_validator(mode="after")
+    def _windows(self) -> KpisActiveConfig:
+        if self.wau_days > self.mau_days:
+            raise ValueError(f"wau_days ({self.wau_days}) is longer than mau_days ({self.mau_days})")
+        return self
+
+
+class KpisRetentionConfig(_Section):
+    """The retention cohort matrix."""
+
+    cohort: Literal["first_activity", "signup"] = Field("first_activity", description="Cohort by the "
+                                                        "period of first activity or of signup.")
+    period: Literal["day", "week", "month"] = "day"
+    periods: PositiveInt | None = Field(None, description="The last offset shown; default all the data can "
+                                        "observe.")
+    users: str = Field("users", description="cohort: signup: the data.sources entry of the users table.")
+    signup: str = Field("signup_date", description="cohort: signup: the users table's signup column.")
+
+
+class KpisFunnelStepConfig(_Section):
+    """One funnel step: the rows of a source matching a filter."""
+
+    name: str = Field(min_length=1)
+    source: str = Field(min_length=1, description="The data.sources entry of the step's events.")
+    where: list[Any] | None = Field(None, description="DNF filters on the source; default every row.")
+    time: str = Field("ts", description="The source's timestamp column.")
+
+    @field_validator("where", mode="before")
+    @classmethod
+    def _where_as_tuples(cls, value: Any) -> Any:
+        return filters_as_tuples(value)
+
+    @field_validator("where")
+    @classmethod
+    def _check_where(cls, where: list[Any] | None) -> list[Any] | None:
+        return SourceConfig._check_filters(where)
+
+
+class KpisFunnelConfig(_Section):
+    """An ordered funnel with a conversion window."""
+
+    steps: list[KpisFunnelStepConfig] = Field(min_length=2)
+    window_days: float = Field(gt=0, description="Every step within this many days of entering (step 1).")
+    breakdown: str | None = Field(None, description="A column of the first step's source to break down by.")
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> KpisFunnelConfig:
+        names = [step.name for step in self.steps]
+        if len(set(names)) != len(names):
+            raise ValueError(f"step names must differ, got {names}")
+        return self
+
+
+class KpisConfig(_Section):
+    """The kpis stage's product analytics (docs/analytics.md); the data KPIs need no section."""
+
+    source: str | None = Field(None, description="The events' data.sources entry; default "
+                               "features.interactions.source.")
+    user: str | None = Field(None, description="Default features.interactions.user_col.")
+    time: str | None = Field(None, description="Default features.interactions.time_col.")
+    active: KpisActiveConfig = KpisActiveConfig()
+    lifecycle_period: Literal["day", "week", "month"] = "week"
+    retention: KpisRetentionConfig = KpisRetentionConfig()
+    funnels: dict[str, KpisFunnelConfig] = Field(default_factory=dict)
+
+
 class OutputConfig(_Section):
     dir: str = "outputs"
     run_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
@@ -498,8 +799,17 @@ class Config(_Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     conversion: ConversionConfig = ConversionConfig()
     tune: TuneConfig | None = None
+    abtest: AbtestConfig | None = None
+    kpis: KpisConfig | None = None
     predict: PredictConfig = PredictConfig()
     output: OutputConfig = OutputConfig()
+    #: What of this config is secret (set by the loader; daskflow.config._redact).
+    _secrets: Secrets = PrivateAttr(default_factory=Secrets)
+
+    @property
+    def secrets(self) -> Secrets:
+        """The secrets of this config: what ``config_to_yaml``, messages and logs hide."""
+        return self._secrets
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
@@ -507,6 +817,13 @@ class Config(_Section):
         if source not in self.data.sources:
             raise ValueError(f"features.interactions.source is {source!r} but data.sources has only "
                              f"{', '.join(sorted(self.data.sources))}")
+        content = self.model.content
+        if content is not None and content.source not in self.data.sources:
+            raise ValueError(f"model.content.source is {content.source!r} but data.sources has only "
+                             f"{', '.join(sorted(self.data.sources))}")
+        if self.evaluate.cold_items is not None and content is None:
+            raise ValueError(f"evaluate.cold_items is {self.evaluate.cold_items} but there is no "
+                             "model.content: the cold-start evaluation predicts cold items from content")
         if "tune" in self.experiment.stages and self.tune is None:
             raise ValueError("experiment.stages has 'tune' but there is no tune: section")
         conversion_stages = {"features", "classify", "score"} & set(self.experiment.stages)
@@ -537,6 +854,9 @@ def stages_to_run(config: Config) -> list[str]:
     from daskflow._errors import ConfigError
 
     wanted = set(config.experiment.stages)
+    if "abtest" in wanted and config.abtest is None:
+        raise ConfigError("experiment.stages has 'abtest' but there is no abtest: section: add one with "
+                          "assignments and metrics (docs/analytics.md)")
     if "tune" in wanted and config.tune is not None:
         wanted.add("features" if config.tune.target == "conversion" else "interactions")
     for stage in list(wanted):

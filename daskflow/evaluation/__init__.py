@@ -8,8 +8,10 @@ from daskflow.evaluation._classification import (
     GainsTable,
     evaluate_classifier,
 )
+from daskflow.evaluation._cold_start import COLD_SCORERS, evaluate_cold_items
 from daskflow.evaluation._kernels import CUTOFF_METRICS, METRICS, auc_sums, ranking_sums
 from daskflow.evaluation._ranking import evaluate_ranking
 
-__all__ = ["CUTOFF_METRICS", "DEFAULT_DEPTHS", "METRICS", "CalibrationTable", "ClassifierReport", "Curve",
-           "GainsTable", "auc_sums", "evaluate_classifier", "evaluate_ranking", "ranking_sums"]
+__all__ = ["COLD_SCORERS", "CUTOFF_METRICS", "DEFAULT_DEPTHS", "METRICS", "CalibrationTable",
+           "ClassifierReport", "Curve", "GainsTable", "auc_sums", "evaluate_classifier",
+           "evaluate_cold_items", "evaluate_ranking", "ranking_sums"]

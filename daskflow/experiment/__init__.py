@@ -1,5 +1,6 @@
 """Running experiments described by a config: stages, run directories, metrics."""
 
+from daskflow.experiment._preflight import preflight
 from daskflow.experiment._runner import RunResult, run_experiment
 
-__all__ = ["RunResult", "run_experiment"]
+__all__ = ["RunResult", "preflight", "run_experiment"]

@@ -3,8 +3,9 @@
 It turns the validated :class:`~daskflow.config.Config` into plain keyword arguments for
 the library layers, runs the stages the experiment names (plus the ones they need), and
 writes ``outputs/<experiment>/<run_id>/`` — ``config.yaml``, ``metrics.json``,
-``run.log``, ``artifacts/``, ``plots/`` and ``predictions/`` — in a temporary directory
-that is published only when every stage has succeeded.
+``run.log``, ``artifacts/``, ``plots/`` and ``predictions/`` — in a claimed temporary
+directory that is published only when every stage has succeeded, never over another result
+(docs/architecture.md, "Commit protocol").
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from daskflow._errors import ConfigError, DataError, OutputError
+from daskflow._errors import ConfigError, DataError, OutputError, RunInterrupted
 from daskflow._version import __version__
 from daskflow.cluster import connect, dashboard_link
-from daskflow.config import Config, config_to_yaml, stages_to_run
+from daskflow.config import Config, config_to_yaml, redact_data
 from daskflow.evaluation import evaluate_ranking
+from daskflow.experiment._analytics import stage_abtest, stage_kpis
 from daskflow.experiment._conversion import (
     ConversionState,
     stage_classify,
@@ -30,9 +32,17 @@ from daskflow.experiment._conversion import (
     stage_score,
     stage_tune,
 )
-from daskflow.experiment._rundir import new_run_id, plots_dir, write_json
-from daskflow.features import InteractionMatrix, build_interactions, leave_k_out_split, log_kpis
-from daskflow.io import atomic_output, read_table, write_parquet
+from daskflow.experiment._preflight import preflight
+from daskflow.experiment._rundir import (
+    has_checkpoints,
+    new_run_id,
+    plots_dir,
+    restrict,
+    write_json,
+    write_private,
+)
+from daskflow.features import InteractionMatrix, build_interactions, leave_k_out_split
+from daskflow.io import SUCCESS_MARKER, PendingOutput, Publication, read_table, write_parquet
 from daskflow.models import make_model
 from daskflow.prediction import recommend_all
 from daskflow.sample import generate_lake
@@ -61,91 +71,143 @@ class _State:
     metrics: dict[str, Any] = field(default_factory=dict)
     matrix: InteractionMatrix | None = None
     model: Any = None
+    item_content: Any = None  # model.content, read and checked once (train and evaluate share it)
     conversion: ConversionState = field(default_factory=ConversionState)
     resumed: bool = False
-    #: Results written to URIs outside the run directory, published when every stage has
-    #: succeeded (and removed if one fails), like the run directory itself.
-    publish: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    #: Results written to URIs outside the run directory: claimed when the run starts,
+    #: published after the run directory (and removed if that fails), never on a failure.
+    publish: Publication = field(default_factory=Publication)
 
 
 def run_experiment(config: Config, *, resume: str | Path | None = None) -> RunResult:
     """Run an experiment end to end and publish its run directory.
 
+    The run directory and every output outside it (``predict.uri``,
+    ``conversion.score.uri``) are claimed before any work starts, written aside, and
+    published without replacing anything: the run directory first, then the external
+    outputs, which are removed again if that fails (docs/architecture.md, "Commit
+    protocol"). A concurrent run with the same destinations fails at once, naming this one.
+
     Parameters
     ----------
     config : the validated experiment
     resume : path of the working directory of an interrupted run of the same config (what
-        the log printed as "resume with ... --resume DIR"): the stages run again in it and
+        an interrupted run printed as "... --resume DIR"): the stages run again in it and
         model fits continue from their last checkpoint.
 
     Raises
     ------
     DaskflowError
         Any user mistake found on the way (nothing is published then).
+    RunInterrupted
+        Ctrl-C or SIGTERM after a checkpoint was committed: nothing is published, the
+        working directory (``.work_dir``) and its claim are kept for ``--resume``. An
+        interrupt before any checkpoint removes everything and propagates as it came.
     """
-    stages = stages_to_run(config)
-    _check_models(config, stages)
+    stages = preflight(config, resume=resume)  # validate's checks, before any cluster starts
     run_id = config.output.run_id or new_run_id()
     if resume is not None:
         run_id = _resumed_run_id(config, Path(resume))
-    run_dir = Path(config.output.dir) / config.experiment.name / run_id
-    if run_dir.exists():
-        raise OutputError(f"run directory {run_dir} already exists: choose another output.run_id or "
-                          "leave it unset for a fresh one")
+    # expanduser: "~/runs" means the home directory, never a directory named "~" here.
+    run_dir = Path(config.output.dir).expanduser() / config.experiment.name / run_id
+    _check_output_dir(run_dir.parent)
+    run = PendingOutput(str(run_dir), reuse=None if resume is None else str(resume), owner=run_id,
+                        label=f"run directory {run_dir}", private=True, resumable=True,
+                        elsewhere="choose another output.run_id or leave it unset for a fresh one")
+    work_dir = Path(run.tmp_uri)
+    outputs = Publication(inside=work_dir)
     try:
-        run_dir.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create the output directory {run_dir.parent} ({exc.strerror}): set "
-                          "output.dir to a writable location") from exc
-    if not os.access(run_dir.parent, os.W_OK):
-        raise OutputError(f"output directory {run_dir.parent} is not writable: set output.dir to a "
-                          "writable location")
-    with atomic_output(str(run_dir), reuse=None if resume is None else str(resume)) as tmp:
-        work_dir = Path(tmp)
-        if resume is not None:
-            _clear_for_resume(work_dir)
-        log.info("working in %s; if this run is interrupted, continue it with: daskflow run CONFIG "
-                 "--resume %s", work_dir, work_dir)
-        (work_dir / "artifacts").mkdir()
-        (work_dir / "config.yaml").write_text(config_to_yaml(config))
-        handler = logging.FileHandler(work_dir / "run.log")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        handler.setLevel(logging.INFO)
-        previous_level = log.level
-        if log.getEffectiveLevel() > logging.INFO:  # run.log records INFO whatever the caller set
-            log.setLevel(logging.INFO)
-        log.addHandler(handler)
-        try:
-            metrics = _run_stages(config, stages, run_id, work_dir, resumed=resume is not None)
-        finally:
-            log.removeHandler(handler)
-            log.setLevel(previous_level)
-            handler.close()
-        write_json(work_dir / "metrics.json", metrics)
-        _write_report(work_dir, metrics, config)
+        for uri, storage_options in _external_outputs(config, stages):
+            # A resumed run reclaims the outputs its killed attempt had claimed.
+            outputs.claim(uri, storage_options, owner=run_id, take_over=None if resume is None else run_id)
+        metrics = _run_in(config, stages, run_id, work_dir, outputs, resumed=resume is not None)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as the CLI raises it
+        outputs.abort()
+        keep = has_checkpoints(work_dir, CHECKPOINTS)
+        run.discard(keep=keep)
+        if keep:
+            raise RunInterrupted(work_dir) from exc
+        raise
+    except BaseException:
+        outputs.abort()
+        run.discard()
+        raise
+    try:
+        run.publish()
+    except BaseException:
+        outputs.abort()
+        raise
+    try:
+        outputs.commit()
+    except BaseException:
+        run.unpublish()  # all or nothing: the run without its external outputs is not published
+        raise
+    run.release()
     log.info("run published at %s", run_dir)
     return RunResult(run_dir, metrics)
 
 
-def _check_models(config: Config, stages: list[str]) -> None:
-    """Every model the stages will fit, with its parameters checked before any data is read."""
-    from daskflow.models import check_model_params
+def _check_output_dir(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output directory {directory} ({exc.strerror}): set "
+                          "output.dir to a writable location") from exc
+    if not os.access(directory, os.W_OK):
+        raise OutputError(f"output directory {directory} is not writable: set output.dir to a "
+                          "writable location")
 
-    tunes_recommender = config.tune is not None and config.tune.target == "recommender"
-    if {"train", "evaluate", "predict"} & set(stages) or tunes_recommender:
-        check_model_params(make_model(config.model.name, config.model.params), where="model")
-    if {"classify", "tune"} & set(stages):
-        for name, entry in config.conversion.models.items():
-            where = f"conversion.models.{name}"
-            check_model_params(make_model(entry.model, entry.params, where=where), where=where)
+
+def _external_outputs(config: Config, stages: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The results the stages will write outside the run directory, to claim before any work."""
+    outputs = []
+    if "predict" in stages and config.predict.uri:
+        outputs.append((config.predict.uri, config.predict.storage_options))
+    if "score" in stages and config.conversion.score.uri:
+        outputs.append((config.conversion.score.uri, config.conversion.score.storage_options))
+    return outputs
+
+
+def _run_in(config: Config, stages: list[str], run_id: str, work_dir: Path, outputs: Publication, *,
+            resumed: bool) -> dict[str, Any]:
+    """Run the stages in ``work_dir`` and write its metrics and report; owner-only throughout."""
+    if resumed:
+        _clear_for_resume(work_dir)
+    log.info("working in %s (checkpoints are kept there); if the run is interrupted after a "
+             "checkpoint, the command that resumes it is printed", work_dir)
+    (work_dir / "artifacts").mkdir(mode=0o700)
+    write_private(work_dir / "config.yaml", config_to_yaml(config))
+    write_private(work_dir / "run.log", "")  # created owner-only; the handler appends
+    handler = logging.FileHandler(work_dir / "run.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.INFO)
+    previous_level = log.level
+    if log.getEffectiveLevel() > logging.INFO:  # run.log records INFO whatever the caller set
+        log.setLevel(logging.INFO)
+    log.addHandler(handler)
+    try:
+        metrics = _run_stages(config, stages, run_id, work_dir, outputs, resumed=resumed)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(previous_level)
+        handler.close()
+    shown = redact_data(metrics, config.secrets)  # model params may hold storage_options
+    write_json(work_dir / "metrics.json", shown)
+    _write_report(work_dir, shown, config)
+    restrict(work_dir)  # what pandas, matplotlib and dask wrote with the default modes
+    return metrics
 
 
 def _resumed_run_id(config: Config, directory: Path) -> str:
     """Check ``directory`` is an interrupted run of this very config; return its run id."""
     name = directory.name
+    if (directory / SUCCESS_MARKER).exists():
+        raise OutputError(f"--resume {directory}: not the working directory of an interrupted run but a "
+                          "published one (it has _SUCCESS): there is nothing to resume; run without --resume")
     if not (directory.is_dir() and name.startswith(".") and ".tmp-" in name):
         raise OutputError(f"--resume {directory}: not the working directory of an interrupted run "
-                          "(expected outputs/<experiment>/.<run_id>.tmp-*, as the run's log printed)")
+                          "(expected the outputs/<experiment>/.<run_id>.tmp-* directory that the "
+                          "interrupted run named)")
     saved = directory / "config.yaml"
     if not saved.exists() or saved.read_text() != config_to_yaml(config):
         raise ConfigError(f"--resume {directory}: the config differs from the interrupted run's "
@@ -166,7 +228,7 @@ def _clear_for_resume(work_dir: Path) -> None:
 
 #: Plots in the order the report shows them (file stems); others (tuning) follow by name.
 _PLOT_ORDER = ("ranking_metrics", "als_loss", "roc", "gains", "calibration", "sgd_convergence",
-               "tuning_heatmap")
+               "tuning_heatmap", "abtest_forest", "kpis_active_users", "kpis_retention", "kpis_funnel")
 
 
 def _write_report(work_dir: Path, metrics: dict[str, Any], config: Config) -> None:
@@ -177,22 +239,24 @@ def _write_report(work_dir: Path, metrics: dict[str, Any], config: Config) -> No
     write_report(work_dir / "report.html", metrics, config_text=config_to_yaml(config), plots=plots)
 
 
-def _run_stages(config: Config, stages: list[str], run_id: str, work_dir: Path, *,
-                resumed: bool = False) -> dict[str, Any]:
+def _run_stages(config: Config, stages: list[str], run_id: str, work_dir: Path, outputs: Publication,
+                *, resumed: bool = False) -> dict[str, Any]:
     started = time.time()
     metrics: dict[str, Any] = {
         "experiment": config.experiment.name, "run_id": run_id, "daskflow_version": __version__,
         "stages": stages, "timings_s": {},
     }
     cluster = config.cluster.model_dump(exclude={"kind"})
+    report = _performance_report(config, work_dir)  # checked before the cluster starts
     with connect(config.cluster.kind, **cluster) as client:
         link = dashboard_link(client)
         metrics["dashboard_link"] = link
         log.info("Dask dashboard: %s", link)
-        state = _State(client=client, work_dir=work_dir, metrics=metrics, resumed=resumed)
+        state = _State(client=client, work_dir=work_dir, metrics=metrics, resumed=resumed,
+                       publish=outputs)
         if config.data.sample is not None:
             _timed(state, "sample", lambda: _ensure_sample(config, client))
-        with state.publish, _performance_report(config, work_dir):
+        with report:
             for stage in stages:
                 log.info("stage %s ...", stage)
                 _timed(state, stage, lambda stage=stage: _STAGE_FUNCTIONS[stage](config, state))
@@ -201,9 +265,25 @@ def _run_stages(config: Config, stages: list[str], run_id: str, work_dir: Path, 
 
 
 def _performance_report(config: Config, work_dir: Path) -> contextlib.AbstractContextManager[Any]:
-    """Dask's own HTML profile of every task the stages ran (output.performance_report)."""
+    """Dask's own HTML profile of every task the stages ran (output.performance_report).
+
+    distributed renders it with bokeh when the stages are over: checked here, before any
+    stage runs, so that a missing bokeh is not found after all the work is done.
+    """
     if not config.output.performance_report:
         return contextlib.nullcontext()
+    try:
+        import bokeh
+    except ImportError as exc:
+        raise ConfigError("output.performance_report is true, but bokeh is not installed: expected "
+                          "bokeh >= 3.1, which renders Dask's performance report. Install it (pip "
+                          "install 'bokeh>=3.1') or set output.performance_report=false") from exc
+    from packaging.version import Version  # a dependency of dask
+
+    if Version(bokeh.__version__) < Version("3.1"):
+        raise ConfigError(f"output.performance_report is true, but bokeh is {bokeh.__version__}: expected "
+                          "bokeh >= 3.1, which renders Dask's performance report. Upgrade it (pip "
+                          "install 'bokeh>=3.1') or set output.performance_report=false")
     from distributed import performance_report
 
     return performance_report(filename=str(work_dir / "dask-performance.html"))
@@ -242,21 +322,13 @@ def _interaction_columns(config: Config) -> list[str]:
         [spec.time_col]
 
 
-def _stage_kpis(config: Config, state: _State) -> None:
-    spec = config.features.interactions
-    events = _read_source(config, spec.source, _interaction_columns(config))
-    kpis, dau = log_kpis(events, user_col=spec.user_col, item_col=spec.item_col,
-                         time_col=spec.time_col, client=state.client)
-    dau.to_parquet(state.work_dir / "artifacts" / "daily_active_users.parquet", index=False)
-    state.metrics["data"] = kpis
-
-
 def _stage_interactions(config: Config, state: _State) -> None:
     spec = config.features.interactions
     events = _read_source(config, spec.source, _interaction_columns(config))
     matrix = build_interactions(events, user_col=spec.user_col, item_col=spec.item_col,
                                 weight=spec.weight, time_col=spec.time_col,
-                                block_size=spec.block_size, client=state.client)
+                                block_size=spec.block_size, allow_empty_ids=spec.allow_empty_ids,
+                                client=state.client)
     if matrix.n_users < 2 or matrix.n_items < 2:
         raise DataError(f"the interaction matrix of source {spec.source!r} has {matrix.n_users} user(s) and "
                         f"{matrix.n_items} item(s): a recommender needs at least 2 of each. Check "
@@ -281,6 +353,8 @@ def _stage_train(config: Config, state: _State) -> None:
         if model.checkpoint_dir is None:
             model.set_params(checkpoint_dir=str(state.work_dir / CHECKPOINTS / "train"))
         fit_options["resume"] = state.resumed
+    if config.model.content is not None:
+        fit_options["item_content"] = _item_content(config, state)
     state.model = model.fit(state.matrix, client=state.client, **fit_options)
     if hasattr(model, "save"):
         model.save(str(state.work_dir / "artifacts" / "model.npz"))
@@ -317,11 +391,64 @@ def _stage_evaluate(config: Config, state: _State) -> None:
             log.info("%s, %s split: %s", name, split, ", ".join(
                 f"{k}={v:.4f}" for k, v in scores.items() if k != "n_users"))
     state.metrics["evaluation"] = results
+    if spec.cold_items is not None:
+        from daskflow.evaluation import evaluate_cold_items
+
+        cold = evaluate_cold_items(make_model(config.model.name, config.model.params), state.matrix,
+                                   _item_content(config, state), share=spec.cold_items, k=spec.k,
+                                   seed=config.experiment.seed, client=state.client)
+        state.metrics["cold_start"] = cold
+        log.info("cold items (%d held out): %s", cold["n_cold_items"], ", ".join(
+            f"{name} auc={scores['auc']:.4f}" for name, scores in cold["scorers"].items()))
     from daskflow.reporting import plot_ranking_metrics
 
     per_model = {f"{name} ({split})": {k: v for k, v in scores.items() if "@" in k}
                  for name, splits in results.items() for split, scores in splits.items()}
     plot_ranking_metrics(per_model, plots_dir(state.work_dir) / "ranking_metrics.png")
+
+
+def _item_content(config: Config, state: _State) -> Any:
+    """model.content as an ItemContent, its table checked (and encoder fitted) up front."""
+    from daskflow._errors import DaskflowError
+    from daskflow.models import ContentEncoder, ContentToFactors, ItemContent
+
+    spec = config.model.content
+    assert spec is not None and state.matrix is not None
+    if state.item_content is not None:
+        return state.item_content
+    where = f"model.content (data.sources.{spec.source})"
+    table = _read_source(config, spec.source, None if spec.columns is None else [spec.id, *spec.columns])
+    present = [str(c) for c in table.columns]
+    if spec.id not in present:
+        raise ConfigError(f"model.content.id is {spec.id!r} but the item table data.sources.{spec.source} "
+                          f"has no such column (found {', '.join(present)}): set model.content.id to its "
+                          "item ID column")
+    missing = [c for c in spec.columns or () if c not in present]
+    if missing:
+        raise ConfigError(f"model.content.columns names {', '.join(map(repr, missing))}, missing from "
+                          f"data.sources.{spec.source} (found {', '.join(present)})")
+    encoder = ContentEncoder(id_col=spec.id, columns=spec.columns, separators=spec.separators or None,
+                             max_categories=spec.max_categories)
+    content = ItemContent(table, id_col=spec.id, encoder=encoder,
+                          regressor=ContentToFactors(model=spec.model, **spec.params))
+    try:
+        content.fit_encoder(state.client)
+        check = ContentToFactors(model=spec.model, **spec.params)
+        from daskflow.models._params import check_params
+
+        check_params(check, check._rules)
+    except DaskflowError as exc:
+        raise type(exc)(f"{exc} ({where})") from exc
+    ids = content.frame(state.client)[spec.id].astype(str)
+    if not ids.isin(state.matrix.item_ids.astype(str)).any():
+        raise DataError(f"no warm items with content: none of the {len(ids)} values of column {spec.id!r} "
+                        f"of data.sources.{spec.source} (e.g. {', '.join(map(repr, ids[:3]))}) is an item of "
+                        f"the interactions (features.interactions.item_col "
+                        f"{config.features.interactions.item_col!r}, e.g. "
+                        f"{', '.join(map(repr, map(str, state.matrix.item_ids[:3])))}): set model.content.id "
+                        "to the column holding the same item IDs")
+    state.item_content = content
+    return content
 
 
 def _stage_predict(config: Config, state: _State) -> None:
@@ -334,7 +461,9 @@ def _stage_predict(config: Config, state: _State) -> None:
                                 "users": state.matrix.n_users, "n": spec.n}
 
 
-_STAGE_FUNCTIONS = {"kpis": _stage_kpis, "interactions": _stage_interactions, "train": _stage_train,
+_STAGE_FUNCTIONS = {"kpis": lambda config, state: stage_kpis(config, state, _read_source),
+                    "interactions": _stage_interactions, "train": _stage_train,
                     "evaluate": _stage_evaluate, "predict": _stage_predict,
                     "features": lambda config, state: stage_features(config, state, _read_source),
-                    "classify": stage_classify, "tune": stage_tune, "score": stage_score}
+                    "classify": stage_classify, "tune": stage_tune, "score": stage_score,
+                    "abtest": lambda config, state: stage_abtest(config, state, _read_source)}

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
-from daskflow._errors import DataError
+from daskflow._errors import DataError, SchemaError
 from daskflow.features._block import Block
 
 __all__ = ["Block", "LocalCodes", "IdArray", "factorize_partition", "factorize_table", "merge_uniques",
@@ -55,23 +55,27 @@ Pieces = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]
 
 
 def factorize_partition(frame: pd.DataFrame, user_col: str, item_col: str, weight: str,
-                        time_col: str | None) -> LocalCodes:
+                        time_col: str | None, allow_empty_ids: bool = False) -> LocalCodes:
     """Factorise the IDs of one partition and validate its weights.
 
-    Raises :class:`DataError` naming the column and an offending row for null IDs and
-    for negative or non-finite weights.
+    Raises :class:`DataError` naming the column and an offending row for null IDs, for
+    empty or whitespace-only string IDs (unless ``allow_empty_ids``) and for negative or
+    non-finite weights.
     """
     for column in (user_col, item_col):
         _check_no_null_ids(frame[column], column)
     users, user_code = _factorize(frame[user_col])
     items, item_code = _factorize(frame[item_col])
+    if not allow_empty_ids:
+        _check_no_empty_ids(users, user_code, user_col, item_col, lambda row: frame[item_col].iloc[row])
+        _check_no_empty_ids(items, item_code, item_col, user_col, lambda row: frame[user_col].iloc[row])
     weights, ts = _weights_and_times(frame, user_col, weight, time_col,
                                      lambda row: frame[user_col].iloc[row])
     return LocalCodes(users, items, user_code, item_code, weights, ts)
 
 
 def factorize_table(table: pa.Table, user_col: str, item_col: str, weight: str,
-                    time_col: str | None) -> LocalCodes:
+                    time_col: str | None, allow_empty_ids: bool = False) -> LocalCodes:
     """:func:`factorize_partition` of an Arrow table, with the same result and errors.
 
     String ID columns read as Arrow dictionaries (Parquet stores them so) are factorised
@@ -90,6 +94,9 @@ def factorize_table(table: pa.Table, user_col: str, item_col: str, weight: str,
             factorized = _factorize(series)
         ids.append(factorized)
     (users, user_code), (items, item_code) = ids
+    if not allow_empty_ids:
+        _check_no_empty_ids(users, user_code, user_col, item_col, lambda row: _value_at(table, item_col, row))
+        _check_no_empty_ids(items, item_code, item_col, user_col, lambda row: _value_at(table, user_col, row))
     others = [c for c in (weight, time_col) if c not in (None, "count")]
     frame = table.select(others).to_pandas(types_mapper=_types_mapper)
     weights, ts = _weights_and_times(frame, user_col, weight, time_col,
@@ -114,6 +121,31 @@ def _check_no_null_ids(ids: pd.Series, column: str) -> None:
     if nulls.any():
         raise DataError(f"column {column!r} has {int(nulls.sum())} null IDs in the listens table: "
                         "drop or fill those rows (e.g. with a filter) before building interactions")
+
+
+def _check_no_empty_ids(ids: IdArray, code: np.ndarray, column: str, other: str,
+                        other_at: Callable[[int], object]) -> None:
+    """Refuse IDs that are empty or only whitespace: each would become a real user or item.
+
+    Checked on the distinct IDs (a partition's few thousand, not its rows); the rows are
+    counted only when there is something to report.
+    """
+    if isinstance(ids, pa.Array):
+        if not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)) or len(ids) == 0:
+            return
+        blank = np.asarray(pc.equal(pc.utf8_trim_whitespace(ids), "").fill_null(False), dtype=bool)
+    else:
+        blank = np.array([isinstance(v, str) and not v.strip() for v in ids], dtype=bool)
+    if not blank.any():
+        return
+    rows = np.isin(code, np.flatnonzero(blank))
+    row = int(np.flatnonzero(rows)[0])
+    example = ids[int(code[row])]
+    example = example.as_py() if isinstance(example, pa.Scalar) else example
+    raise DataError(f"column {column!r} has {int(rows.sum())} empty or whitespace-only IDs in the "
+                    f"listens table (e.g. {example!r} in the row with {other}={other_at(row)!r}): expected "
+                    "a non-blank ID per row. Drop or fill those rows (e.g. with a filter), or set "
+                    "features.interactions.allow_empty_ids: true to count them as an ID")
 
 
 def _factorize_dictionary(values: pa.ChunkedArray) -> tuple[IdArray, np.ndarray] | None:
@@ -173,7 +205,13 @@ def _weights_and_times(frame: pd.DataFrame, user_col: str, weight: str, time_col
         # cost memory, transfers and a gather per block.
         weights = None
     else:
-        values = pd.to_numeric(frame[weight], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        column = frame[weight]
+        if not pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
+            example = f" (e.g. {column.iloc[0]!r} for {user_col}={user_at(0)!r})" if len(column) else ""
+            raise SchemaError(f"weight column {weight!r} is a {column.dtype} column{example}, expected "
+                              "numeric: store it as numbers, or set features.interactions.weight to a "
+                              "numeric column or 'count'")
+        values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         bad = ~np.isfinite(values) | (values < 0)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])

@@ -39,8 +39,10 @@ from daskflow.features._blocks import (
     transpose_block,
 )
 from daskflow.io._parts import parquet_parts
+from daskflow.io._read import naming_unreadable_file
 
-__all__ = ["InteractionMatrix", "build_interactions", "leave_k_out_split", "block_bounds"]
+__all__ = ["InteractionMatrix", "build_interactions", "leave_k_out_split", "block_bounds",
+           "check_block_count", "MAX_BLOCKS", "MAX_PIECES"]
 
 log = logging.getLogger("daskflow")
 
@@ -109,7 +111,7 @@ def block_bounds(n: int, block_size: int) -> np.ndarray:
 def build_interactions(listens: dd.DataFrame, *, user_col: str = "user_id",
                        item_col: str = "track_id", weight: str = "count",
                        time_col: str | None = "ts", block_size: int = 50_000,
-                       client: Any = None) -> InteractionMatrix:
+                       allow_empty_ids: bool = False, client: Any = None) -> InteractionMatrix:
     """Build the blocked users x items matrix from a (lazy) listens table.
 
     Parameters
@@ -124,7 +126,12 @@ def build_interactions(listens: dd.DataFrame, *, user_col: str = "user_id",
         Timestamp column; the latest time per (user, item) is kept for by-time splits.
         ``None`` if there is none.
     block_size
-        Rows per block, for users and for items.
+        Rows per block, for users and for items. One that makes more than
+        :data:`MAX_BLOCKS` blocks on a side, or more than :data:`MAX_PIECES` pieces to
+        move between blocks, is refused once the IDs are counted (before any block is
+        built), with the smallest block size that fits.
+    allow_empty_ids
+        Keep empty and whitespace-only string IDs as IDs; by default they are an error.
     client
         ``distributed.Client`` to persist the blocks on; default: dask's local scheduler.
 
@@ -133,24 +140,24 @@ def build_interactions(listens: dd.DataFrame, *, user_col: str = "user_id",
     SchemaError
         A named column is missing.
     DataError
-        Null IDs, negative/NaN weights, or no rows at all.
+        Null or empty IDs, negative/NaN weights, no rows at all, a file whose data cannot
+        be read, or a ``block_size`` making too many blocks.
     """
     if block_size < 1:
         raise DataError(f"block_size must be >= 1, got {block_size}")
-    needed = [user_col, item_col] + ([weight] if weight != "count" else []) + \
-        ([time_col] if time_col else [])
-    missing = [c for c in needed if c not in listens.columns]
-    if missing:
-        raise SchemaError(f"listens table lacks column(s) {', '.join(map(repr, missing))}: expected "
-                          f"{', '.join(needed)}; found {', '.join(map(str, listens.columns))}. Set "
-                          "features.interactions.user_col/item_col/weight/time_col to existing columns")
-    local = persist(_factorized_parts(listens, needed, user_col, item_col, weight, time_col), client)
-    # Kept on the cluster for the remapping, and gathered once for the matrix's mappings.
-    ids = persist([_id_tree(local)], client)[0]
-    user_ids, item_ids = compute([ids], client)[0]
+    needed = check_interaction_columns(listens, user_col, item_col, weight, time_col)
+    token = tokenize(listens)
+    local = _factorized_parts(listens, token, needed, user_col, item_col, weight, time_col,
+                              allow_empty_ids)
+    with naming_unreadable_file(listens, token, client):
+        local = persist(local, client)
+        # Kept on the cluster for the remapping, and gathered once for the matrix's mappings.
+        ids = persist([_id_tree(local)], client)[0]
+        user_ids, item_ids = compute([ids], client)[0]
     if len(user_ids) == 0:
         raise DataError("the listens table has no rows (after filters): nothing to build "
                         "interactions from. Check data.sources filters and the uri")
+    check_block_count(len(user_ids), len(item_ids), block_size, len(local))
     user_index = ids_to_index(user_ids)
     item_index = ids_to_index(item_ids)
     user_bounds = block_bounds(len(user_index), block_size)
@@ -232,30 +239,125 @@ def _persist_spread(blocks: list[Any], client: Any) -> list[Any]:
             for i, block in enumerate(blocks)]
 
 
-def _factorized_parts(listens: dd.DataFrame, needed: list[str], user_col: str, item_col: str,
-                      weight: str, time_col: str | None) -> list[Any]:
+#: Most blocks on one side of the matrix, and most pieces moved between blocks (read
+#: parts x user blocks, plus user blocks x item blocks for the transpose). Every piece is
+#: a key the scheduler tracks, at a few hundred microseconds to a millisecond of scheduler
+#: time each: 20,000 pieces are already seconds to tens of seconds of overhead, more than
+#: the work of a matrix small enough to need them (``block_size: 1`` on the 300 users and
+#: 400 items of the test lake makes 120,300). The default 50,000 rows per block stays
+#: below both up to millions of users and items.
+MAX_BLOCKS = 10_000
+MAX_PIECES = 20_000
+
+
+def _pieces(n_users: int, n_items: int, block_size: int, n_parts: int) -> tuple[int, int, int]:
+    user_blocks = max(1, -(-n_users // block_size))
+    item_blocks = max(1, -(-n_items // block_size))
+    return user_blocks, item_blocks, n_parts * user_blocks + user_blocks * item_blocks
+
+
+def check_block_count(n_users: int, n_items: int, block_size: int, n_parts: int = 1) -> None:
+    """Refuse a ``block_size`` that makes more blocks than a scheduler can track in time.
+
+    Raises
+    ------
+    DataError
+        With the arithmetic and the smallest block size that fits.
+    """
+    user_blocks, item_blocks, pieces = _pieces(n_users, n_items, block_size, n_parts)
+    if max(user_blocks, item_blocks) <= MAX_BLOCKS and pieces <= MAX_PIECES:
+        return
+    low, high = block_size, max(n_users, n_items, block_size)  # the smallest size that fits
+    while low < high:
+        middle = (low + high) // 2
+        u, i, p = _pieces(n_users, n_items, middle, n_parts)
+        low, high = (low, middle) if max(u, i) <= MAX_BLOCKS and p <= MAX_PIECES else (middle + 1, high)
+    raise DataError(f"block_size {block_size} makes {user_blocks} user blocks x {item_blocks} item "
+                    f"blocks ({n_users} users, {n_items} items; {pieces} pieces to move: {n_parts} read "
+                    f"part(s) x {user_blocks} + {user_blocks} x {item_blocks}): expected at most "
+                    f"{MAX_BLOCKS} blocks a side and {MAX_PIECES} pieces, which a Dask scheduler tracks "
+                    f"in reasonable time. Set features.interactions.block_size to {low} or more")
+
+
+def check_interaction_columns(listens: dd.DataFrame, user_col: str, item_col: str, weight: str,
+                              time_col: str | None) -> list[str]:
+    """The columns :func:`build_interactions` reads, checked on the frame's schema; returns them.
+
+    Only the frame's types are looked at (the files' footers), so ``daskflow validate``
+    makes the same check before any data is read.
+    """
+    needed = [user_col, item_col] + ([weight] if weight != "count" else []) + \
+        ([time_col] if time_col else [])
+    missing = [c for c in needed if c not in listens.columns]
+    if missing:
+        raise SchemaError(f"listens table lacks column(s) {', '.join(map(repr, missing))}: expected "
+                          f"{', '.join(needed)}; found {', '.join(map(str, listens.columns))}. Set "
+                          "features.interactions.user_col/item_col/weight/time_col to existing columns")
+    _check_column_types(listens, weight, time_col)
+    return needed
+
+
+def _check_column_types(listens: dd.DataFrame, weight: str, time_col: str | None) -> None:
+    """Weights must be numbers and times timestamps, checked on the frame's types before any read."""
+    dtypes = listens.dtypes
+    if weight != "count":
+        dtype = dtypes[weight]
+        if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+            raise SchemaError(f"weight column {weight!r} is a {dtype} column, expected numeric: store it "
+                              "as numbers, or set features.interactions.weight to a numeric column or "
+                              "'count'")
+    if time_col is not None:
+        dtype = dtypes[time_col]
+        if not (pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_integer_dtype(dtype)):
+            raise SchemaError(f"time column {time_col!r} is a {dtype} column, expected timestamps: "
+                              "store it as a timestamp (declare data.sources.<name>.schema: "
+                              f"{{{time_col}: timestamp}} to have it checked before any work), or set "
+                              "features.interactions.time_col to a timestamp column")
+
+
+def _factorized_parts(listens: dd.DataFrame, token: str, needed: list[str], user_col: str,
+                      item_col: str, weight: str, time_col: str | None,
+                      allow_empty_ids: bool) -> list[Any]:
     """One task per part of the log, each yielding its :class:`LocalCodes`."""
-    parts = parquet_parts(listens, tokenize(listens), needed, dictionary_columns=[user_col, item_col],
+    parts = parquet_parts(listens, token, needed, dictionary_columns=[user_col, item_col],
                           rows_per_part=_ROWS_PER_PART)
     if parts is not None:
         # A Parquet table as read_table returned it: read it with Arrow, ID columns as
         # dictionaries (no hashing of the rows' strings), in fewer, larger parts than
         # dask's one per file, which means fewer distinct IDs to merge and remap.
         return [dask.delayed(_read_and_factorize, pure=True)(parts.reader, group, user_col, item_col,
-                                                             weight, time_col)
+                                                             weight, time_col, allow_empty_ids)
                 for group in parts.groups]
     # map_partitions, not delayed calls on to_delayed(): dask fuses it with the read, so a
     # partition never waits in memory as a frame and there is one task per partition.
     # Partitions become LocalCodes, not frames, so the meta is only a placeholder.
     local = listens[needed].map_partitions(factorize_partition, user_col, item_col, weight,
-                                           time_col, meta=pd.Series([], dtype=object),
+                                           time_col, allow_empty_ids, meta=pd.Series([], dtype=object),
                                            enforce_metadata=False, align_dataframes=False)
     return local.to_delayed()
 
 
 def _read_and_factorize(reader: Any, group: Any, user_col: str, item_col: str, weight: str,
-                        time_col: str | None) -> Any:
-    return factorize_table(reader(group), user_col, item_col, weight, time_col)
+                        time_col: str | None, allow_empty_ids: bool = False) -> Any:
+    try:
+        return factorize_table(reader(group), user_col, item_col, weight, time_col, allow_empty_ids)
+    except DataError as exc:
+        # Which file of the group: factorise them one by one (on this error path only).
+        file = group[0][0] if len(group) == 1 else next(
+            (item[0] for item in group if _fails(reader, item, user_col, item_col, weight, time_col,
+                                                 allow_empty_ids)), None)
+        if file is None or file in str(exc):
+            raise
+        raise type(exc)(f"file {file}: {exc}") from exc
+
+
+def _fails(reader: Any, item: Any, user_col: str, item_col: str, weight: str, time_col: str | None,
+           allow_empty_ids: bool) -> bool:
+    try:
+        factorize_table(reader([item]), user_col, item_col, weight, time_col, allow_empty_ids)
+    except DataError:
+        return True
+    return False
 
 
 def _nnz(block: Block) -> int:

@@ -11,13 +11,23 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from daskflow.io._fs import SUCCESS_MARKER, atomic_output, open_filesystem
+    from daskflow.io._fs import (
+        SUCCESS_MARKER,
+        OutputClaimed,
+        PendingOutput,
+        Publication,
+        atomic_output,
+        open_filesystem,
+    )
     from daskflow.io._read import COLUMN_TYPES, TableInfo, check_schema, inspect_table, read_table
     from daskflow.io._write import write_parquet
 
 __all__ = [
     "COLUMN_TYPES",
     "SUCCESS_MARKER",
+    "OutputClaimed",
+    "PendingOutput",
+    "Publication",
     "TableInfo",
     "atomic_output",
     "check_schema",
@@ -28,7 +38,8 @@ __all__ = [
 ]
 
 _MODULES = {
-    "SUCCESS_MARKER": "_fs", "atomic_output": "_fs", "open_filesystem": "_fs",
+    "SUCCESS_MARKER": "_fs", "OutputClaimed": "_fs", "PendingOutput": "_fs", "Publication": "_fs",
+    "atomic_output": "_fs", "open_filesystem": "_fs",
     "COLUMN_TYPES": "_read", "TableInfo": "_read", "check_schema": "_read", "inspect_table": "_read",
     "read_table": "_read", "write_parquet": "_write",
 }

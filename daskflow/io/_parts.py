@@ -23,9 +23,12 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from daskflow._errors import DataError
 from daskflow.io._fs import _is_local, open_filesystem
+from daskflow.io._listing import READ_ERRORS, list_data_files, open_dataset
 
-__all__ = ["ParquetRead", "ParquetPartReader", "ParquetParts", "remember_read", "parquet_parts"]
+__all__ = ["ParquetRead", "ParquetPartReader", "ParquetParts", "remember_read", "parquet_parts",
+           "recent_read"]
 
 #: Filter operators whose meaning is the same in ``pq.filters_to_expression`` and in
 #: ``dd.read_parquet``. For ``!=`` and ``not in`` dask keeps rows whose value is null
@@ -46,7 +49,9 @@ class ParquetRead:
     schema: pa.Schema  # data columns and hive partition columns
     partition_columns: tuple[str, ...]
     columns: tuple[str, ...]
-    filters: Any  # DNF filters as read_table took them, or None
+    filters: Any  # DNF filters as read_table gave them to dask, or None
+    base_dir: str = ""  # the directory hive keys are read under
+    label: str = ""  # the table, for messages
 
 
 _recent_reads: OrderedDict[str, ParquetRead] = OrderedDict()
@@ -60,6 +65,11 @@ def remember_read(token: str, read: ParquetRead) -> None:
         _recent_reads.popitem(last=False)
 
 
+def recent_read(token: str) -> ParquetRead | None:
+    """The Parquet read whose frame has dask token ``token``, if it is remembered."""
+    return _recent_reads.get(token)
+
+
 @dataclass(frozen=True)
 class ParquetPartReader:
     """Reads one group of files of a Parquet table as one Arrow table (picklable, for tasks)."""
@@ -69,10 +79,26 @@ class ParquetPartReader:
     dictionary_columns: tuple[str, ...]
     columns: tuple[str, ...]
     filter: pads.Expression | None
+    label: str = ""
 
     def __call__(self, group: Sequence[tuple[str, pads.Expression]]) -> pa.Table:
         if not group:
             return self.schema.empty_table().select(list(self.columns))
+        try:
+            return self._read(group)
+        except READ_ERRORS as exc:
+            # A data page that does not decode surfaces here, on a worker, in a group of
+            # files: name the file (reading them one by one, on this error path only).
+            for item in group:
+                try:
+                    self._read([item])
+                except READ_ERRORS as file_exc:
+                    raise DataError(f"file {item[0]} of {self.label or 'the table'} cannot be read "
+                                    f"({file_exc}): its footer is fine but its data is not; replace or "
+                                    "remove the file") from exc
+            raise
+
+    def _read(self, group: Sequence[tuple[str, pads.Expression]]) -> pa.Table:
         dataset = pads.FileSystemDataset.from_paths(
             [path for path, _ in group], schema=self.schema, format=_parquet_format(self.dictionary_columns),
             filesystem=_arrow_filesystem(self.fs), partitions=[expression for _, expression in group])
@@ -109,9 +135,11 @@ def parquet_parts(frame: Any, token: str, columns: Sequence[str], *,
     strings = [c for c in dictionary_columns if c in read.schema.names
                and (pa.types.is_string(read.schema.field(c).type)
                     or pa.types.is_large_string(read.schema.field(c).type))]
-    dataset = pads.dataset(path, format=_parquet_format(strings), partitioning="hive", filesystem=fs)
-    if tuple(dataset.files) != read.files:  # the table changed since it was read: leave it to dask
+    # The same listing read_table made; if the table changed since, leave it to dask.
+    if tuple(list_data_files(fs, path.rstrip("/") or path, label=read.label, warn=False)) != read.files:
         return None
+    dataset = open_dataset(fs, read.files, read.base_dir, "parquet",
+                           read_options=pads.ParquetReadOptions(dictionary_columns=strings))
     expression = pq.filters_to_expression(list(read.filters)) if read.filters else None
     # Hive keys prune whole files first, as dask does; the rows are filtered when read.
     fragments = list(dataset.get_fragments(filter=expression))
@@ -130,7 +158,7 @@ def parquet_parts(frame: Any, token: str, columns: Sequence[str], *,
             group, rows = [], 0
     if group or not groups:
         groups.append(tuple(group))  # at least one (possibly empty) group
-    reader = ParquetPartReader(fs, dataset.schema, tuple(strings), tuple(columns), expression)
+    reader = ParquetPartReader(fs, dataset.schema, tuple(strings), tuple(columns), expression, read.label)
     return ParquetParts(reader, tuple(groups))
 
 

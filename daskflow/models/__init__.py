@@ -22,10 +22,12 @@ if TYPE_CHECKING:
         NaiveBayesClassifier,
         RandomForestClassifier,
     )
+    from daskflow.models._content import ContentEncoder, ContentToFactors, ItemContent
     from daskflow.models._logistic import LinearSVM, LogisticRegression
     from daskflow.models._popularity import PopularityRecommender
 
-__all__ = ["BoostedTreesClassifier", "DecisionTreeClassifier", "ImplicitALS", "LinearSVM",
+__all__ = ["BoostedTreesClassifier", "ContentEncoder", "ContentToFactors", "DecisionTreeClassifier",
+           "ImplicitALS", "ItemContent", "LinearSVM",
            "LogisticRegression", "NaiveBayesClassifier", "PopularityRecommender",
            "RandomForestClassifier", "RecommenderMixin", "available_models", "check_model_params",
            "make_model", "model_class"]
@@ -44,6 +46,9 @@ _REGISTRY: dict[str, tuple[str, str]] = {
 _LAZY = {"ImplicitALS": "daskflow.models._als",
          "PopularityRecommender": "daskflow.models._popularity",
          "RecommenderMixin": "daskflow.models._base",
+         "ContentEncoder": "daskflow.models._content",
+         "ContentToFactors": "daskflow.models._content",
+         "ItemContent": "daskflow.models._content",
          "LogisticRegression": "daskflow.models._logistic",
          "LinearSVM": "daskflow.models._logistic",
          "NaiveBayesClassifier": "daskflow.models._classifiers",

@@ -26,10 +26,11 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from daskflow._dask import compute, persist
-from daskflow._errors import DataError
+from daskflow._errors import DataError, ParameterError
 from daskflow._kernels import top_n, top_n_inner_product
 from daskflow.io import open_filesystem
 from daskflow.models import _als_checkpoint as checkpoint
+from daskflow.models import _als_content as _content
 from daskflow.models._als_blocks import (
     add,
     block_confidence,
@@ -49,6 +50,25 @@ __all__ = ["ImplicitALS"]
 log = logging.getLogger("daskflow")
 
 _USERS, _ITEMS = 0, 1
+
+
+def _available_memory(client: Any) -> tuple[int, int, str]:
+    """Memory a fit may use, the threads that solve rows, and what the memory is (for messages)."""
+    import psutil
+
+    if client is None:
+        return psutil.virtual_memory().total, numba.get_num_threads(), "this machine's memory"
+    try:
+        workers = list(client.scheduler_info(n_workers=-1)["workers"].values())
+    except TypeError:  # distributed before 2025.4 lists every worker without being asked
+        workers = list(client.scheduler_info()["workers"].values())
+    threads = sum(int(w.get("nthreads", 1)) for w in workers) or 1
+    limits = [int(w.get("memory_limit") or 0) for w in workers]
+    if limits and all(limits):
+        return sum(limits), threads, f"the memory_limit of the {len(limits)} worker(s) in all"
+    # A worker without a limit may use its host's memory; this machine's stands in for each host.
+    hosts = max(1, len({w.get("host") for w in workers}))
+    return psutil.virtual_memory().total * hosts, threads, f"the memory of {hosts} host(s)"
 
 
 class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
@@ -89,6 +109,14 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
         Iterations between checkpoints (the last iteration is always checkpointed).
     storage_options : dict or None
         fsspec options for ``checkpoint_dir``.
+    recommend_index : {"exact", "voyager"}, default "exact"
+        How ``recommend``/``recommend_all`` find each user's top items: the exact pruned
+        search, or a Voyager HNSW index (Spotify's successor of Annoy, ``pip install
+        'daskflow[ann]'``) over the item factors, built once per fit, saved with the model.
+        Inner product is searched as nearest neighbours after the order-preserving lift
+        of Bachrach et al. (2014) (docs/als.md).
+    index_ef : int, default 200
+        Voyager's search depth per query (higher: better recall, slower).
 
     Attributes
     ----------
@@ -124,6 +152,8 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
         "random_state": Rule(int, low=0),
         "compute_loss": Rule(options=(True, False)),
         "checkpoint_every": Rule(int, low=1),
+        "recommend_index": Rule(options=("exact", "voyager")),
+        "index_ef": Rule(int, low=1),
     }
 
     def __init__(self, *, n_factors: int = 40, regularization: float = 0.01, alpha: float = 1.0,
@@ -131,7 +161,8 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
                  solver: str = "cg", cg_steps: int = 3, dtype: str = "float32",
                  random_state: int = 0, compute_loss: bool = True,
                  checkpoint_dir: str | None = None, checkpoint_every: int = 5,
-                 storage_options: dict[str, Any] | None = None) -> None:
+                 storage_options: dict[str, Any] | None = None, recommend_index: str = "exact",
+                 index_ef: int = 200) -> None:
         self.n_factors = n_factors
         self.regularization = regularization
         self.alpha = alpha
@@ -146,6 +177,8 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
         self.storage_options = storage_options
+        self.recommend_index = recommend_index
+        self.index_ef = index_ef
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -157,7 +190,8 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
 
     # -- fitting ------------------------------------------------------------------------
 
-    def fit(self, X: Any, y: None = None, *, client: Any = None, resume: bool = False) -> ImplicitALS:
+    def fit(self, X: Any, y: None = None, *, client: Any = None, resume: bool = False,
+            item_content: Any = None) -> ImplicitALS:
         """Learn user and item factors from play counts.
 
         Parameters
@@ -173,13 +207,22 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
         resume : bool, default False
             Continue from the newest checkpoint in ``checkpoint_dir`` (which must match the
             data's shape and ``n_factors``); starts afresh if there is none.
+        item_content : ItemContent or None
+            An item table and its content model (:class:`~daskflow.models.ItemContent`): a
+            ``ContentToFactors`` is trained on the warm items' factors and predicts factors
+            for the table's items the matrix lacks (the cold items), which are appended to
+            ``item_factors_`` and ``item_ids_`` (``n_warm_items_`` marks where they start),
+            so recommending and ``similar_items`` cover them; :meth:`add_items` adds more
+            later. Without original IDs (a SciPy matrix) the warm items' IDs are 0..n-1.
         """
         check_params(self, self._rules)
         if resume and not self.checkpoint_dir:
             raise DataError("fit(resume=True) needs checkpoint_dir: set it to where the "
                             "interrupted fit wrote its checkpoints")
         if hasattr(X, "user_blocks"):
-            return self._fit_blocked(X, client, resume)
+            self._check_memory(X.shape, client)
+            self._fit_blocked(X, client, resume)
+            return self._finish_fit(item_content, client)
         X = validate_data(self, X, accept_sparse="csr", dtype=np.float64, reset=True)
         X = sp.csr_matrix(X)
         if X.nnz == 0 or not X.data.any():
@@ -188,7 +231,31 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
         if X.data.min() < 0:
             raise DataError("Negative values in data passed to ImplicitALS.fit: play counts "
                             "must be >= 0; clean the matrix first")
-        return self._fit_in_memory(X, resume)
+        self._check_memory(X.shape, None)
+        self._fit_in_memory(X, resume)
+        return self._finish_fit(item_content, client)
+
+    def _check_memory(self, shape: tuple[int, int], client: Any) -> None:
+        """Refuse factors that cannot fit, before allocating any (issue 10: a huge n_factors
+        made a fit attempt a 3.6 TiB allocation)."""
+        from dask.utils import format_bytes
+
+        memory, threads, where = _available_memory(client)
+        itemsize, k = np.dtype(self.dtype).itemsize, self.n_factors
+        n_users, n_items = shape
+        factors = (n_users + n_items) * k * itemsize
+        systems = threads * k * k * itemsize  # each solving thread builds a k x k system
+        if factors + systems <= memory:
+            return
+        a, b = threads * itemsize, (n_users + n_items) * itemsize
+        k_max = int((-b + (b * b + 4 * a * memory) ** 0.5) / (2 * a))
+        raise ParameterError(
+            f"ImplicitALS(n_factors={k:,}) does not fit in memory: the factors of {n_users:,} users and "
+            f"{n_items:,} items take ({n_users:,} + {n_items:,}) x {k:,} x {itemsize} bytes = "
+            f"{format_bytes(factors)} and the k x k systems of {threads} solving thread(s) {threads} x "
+            f"{k:,}^2 x {itemsize} bytes = {format_bytes(systems)}, but {where} is {format_bytes(memory)}: "
+            "expected n_factors "
+            f"<= {k_max:,} here; lower n_factors, or give the workers more memory")
 
     def _fit_in_memory(self, X: sp.csr_matrix, resume: bool) -> ImplicitALS:
         dtype = np.dtype(self.dtype)
@@ -404,6 +471,13 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
         if user_index is None:
             user_index = np.arange(user_items.shape[0])
         factors = self.user_factors_[user_index]
+        n_items = self.item_factors_.shape[0]
+        if filter_seen and user_items.shape[1] < n_items:  # cold items appended: nobody has seen them
+            user_items = sp.csr_matrix((user_items.data, user_items.indices, user_items.indptr),
+                                       shape=(user_items.shape[0], n_items))
+        if getattr(self, "_voyager", None) is not None:
+            return _content.voyager_top_n(self._voyager, factors, self.item_factors_, n,
+                                          user_items if filter_seen else None, self.index_ef)
         with threadpool_limits(1, "blas"):
             return top_n_inner_product(factors, self.item_factors_, n,
                                        user_items if filter_seen else None, parallel=parallel)
@@ -414,11 +488,12 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        item_index : int or array of int
-            Item indices (rows of ``item_factors_``).
-        method : {"exact", "annoy"}
-            Exact cosine over all items, or an approximate Annoy index (Spotify's ANN
-            library, ``pip install 'daskflow[ann]'``) built on first use and cached.
+        item_index : int, str or array of them
+            Item indices (rows of ``item_factors_``), or original item IDs.
+        method : {"exact", "annoy", "voyager"}
+            Exact cosine over all items, or an approximate Annoy index or Voyager HNSW
+            index (Spotify's ANN libraries, ``pip install 'daskflow[ann]'``) built on
+            first use and cached. Cold items (``item_content``) are items like any other.
 
         Returns
         -------
@@ -426,13 +501,16 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
             The query item itself is left out.
         """
         check_is_fitted(self)
-        query = np.atleast_1d(np.asarray(item_index, dtype=np.int64))
+        query = _content.item_positions(self, item_index)
         if query.size and (query.min() < 0 or query.max() >= self.item_factors_.shape[0]):
             raise DataError(f"item index out of range: expected 0 <= index < {self.item_factors_.shape[0]}")
         if method == "annoy":
             return self._similar_annoy(query, n, n_trees)
+        if method == "voyager":
+            return _content.similar_voyager(self, query, n)
         if method != "exact":
-            raise DataError(f"unknown similar_items method {method!r}: expected 'exact' or 'annoy'")
+            raise DataError(f"unknown similar_items method {method!r}: expected 'exact', 'annoy' or "
+                            "'voyager'")
         normed = self.item_factors_ / np.maximum(np.linalg.norm(self.item_factors_, axis=1), 1e-12)[:, None]
         scores = normed[query] @ normed.T
         never_itself = sp.csr_matrix((np.ones(len(query)), (np.arange(len(query)), query)),
@@ -478,7 +556,8 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
         dtype = np.dtype(self.dtype)
         block = to_confidence(X, 0, self.confidence, self.alpha, self.epsilon, dtype)
         start = np.zeros((X.shape[0], self.n_factors), dtype=dtype)
-        factors, _ = solve_block(block, start, self.item_factors_, gram(self.item_factors_),
+        warm = self.item_factors_[: X.shape[1]]  # cold items (item_content) have no plays to fold in
+        factors, _ = solve_block(block, start, warm, gram(warm),
                                     self.regularization, "cholesky", self.cg_steps, False)
         return factors
 
@@ -496,7 +575,7 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
         state = {"params": self.get_params(), "loss_curve": self.loss_curve_,
                  "iteration_seconds": self.iteration_seconds_, "n_iter": self.n_iter_}
         np.savez(buffer, user_factors=self.user_factors_, item_factors=self.item_factors_,
-                 state=np.array(json.dumps(state)), **ids)
+                 state=np.array(json.dumps(state)), **ids, **_content.saved_arrays(self))
         with fs.open(target, "wb") as handle:
             handle.write(buffer.getvalue())
 
@@ -516,6 +595,7 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
                 has_ids = "user_ids" in data.files
                 model.user_ids_ = pd.Index(data["user_ids"]) if has_ids else None
                 model.item_ids_ = pd.Index(data["item_ids"]) if has_ids else None
+                _content.load_arrays(model, data)
         except FileNotFoundError:
             raise DataError(f"no saved model at {path!r}") from None
         except (KeyError, ValueError, OSError) as exc:
@@ -523,14 +603,55 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
         model.loss_curve_ = state["loss_curve"]
         model.iteration_seconds_ = state["iteration_seconds"]
         model.n_iter_ = state["n_iter"]
-        model.n_users_, model.n_features_in_ = model.user_factors_.shape[0], model.item_factors_.shape[0]
+        model.n_users_, model.n_features_in_ = model.user_factors_.shape[0], model.n_warm_items_
         return model
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_annoy", None)  # a C++ index, rebuilt on demand
         state.pop("_annoy_trees", None)
+        state.pop("_voyager_cosine", None)
+        if state.get("_voyager") is not None:  # a C++ index: shipped (to workers) as its bytes
+            state["_voyager"] = _content.VoyagerBytes(state["_voyager"].as_bytes())
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if isinstance(state.get("_voyager"), _content.VoyagerBytes):
+            state["_voyager"] = state["_voyager"].load()
+        self.__dict__.update(state)
+
+    # -- cold items (item_content) and the recommend index ------------------------------------
+
+    def _finish_fit(self, item_content: Any, client: Any) -> ImplicitALS:
+        self.n_warm_items_ = self.item_factors_.shape[0]
+        self._voyager = None
+        for name in ("content_encoder_", "content_regressor_", "content_id_col_"):
+            self.__dict__.pop(name, None)
+        if item_content is not None:
+            _content.attach_content(self, item_content, client)
+        if self.recommend_index == "voyager":
+            self._voyager = _content.build_inner_product_index(self.item_factors_, self.random_state)
+        return self
+
+    def add_items(self, table: Any) -> np.ndarray:
+        """Add items by their content, without refitting: returns their item indices.
+
+        The content model learnt by ``fit(..., item_content=...)`` predicts each new
+        item's factors, which are appended to ``item_factors_`` (and to the recommend
+        index, if any), so the items are recommended and ``similar_items`` covers them.
+
+        Parameters
+        ----------
+        table : pandas DataFrame
+            The new items: the fitted encoder's ID column and content columns.
+
+        Raises
+        ------
+        DataError
+            The model has no content model, or an item is already known.
+        """
+        check_is_fitted(self)
+        return _content.add_items(self, table)
 
 
 _NON_FINITE = ("ALS produced non-finite {side} factors at iteration {iteration}: the problem is "

@@ -22,7 +22,10 @@ def recommend_all(model: Any, matrix: InteractionMatrix, *, n: int = 10,
     block's top-``n`` ever exists, never a full users x items score matrix.
     """
     model_task = dask.delayed(model, pure=True)
-    item_ids = dask.delayed(np.asarray(matrix.item_ids, dtype=object), pure=True)
+    # A model with cold items (ImplicitALS item_content) knows more items than the matrix.
+    known = getattr(model, "item_ids_", None)
+    ids = known if known is not None and len(known) > matrix.n_items else matrix.item_ids
+    item_ids = dask.delayed(np.asarray(ids, dtype=object), pure=True)
     parts = [dask.delayed(_block_frame)(model_task, block, np.asarray(matrix.user_ids[lo:hi], dtype=object),
                                         item_ids, n, filter_seen)
              for block, lo, hi in zip(matrix.user_blocks, matrix.user_bounds[:-1], matrix.user_bounds[1:])]

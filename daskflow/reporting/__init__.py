@@ -15,10 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from daskflow.reporting._plots import (
+        plot_active_users,
         plot_calibration,
         plot_convergence,
+        plot_forest,
+        plot_funnels,
         plot_gains,
         plot_ranking_metrics,
+        plot_retention,
         plot_roc,
         plot_tuning,
         plot_tuning_heatmap,
@@ -26,7 +30,8 @@ if TYPE_CHECKING:
     from daskflow.reporting._report import write_report
 
 __all__ = ["plot_calibration", "plot_convergence", "plot_gains", "plot_ranking_metrics", "plot_roc",
-           "plot_tuning", "plot_tuning_heatmap", "write_report"]
+           "plot_tuning", "plot_tuning_heatmap", "write_report", "plot_forest", "plot_active_users",
+           "plot_retention", "plot_funnels"]
 
 
 def __getattr__(name: str) -> Any:

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["plot_calibration", "plot_convergence", "plot_gains", "plot_ranking_metrics", "plot_roc",
-           "plot_tuning", "plot_tuning_heatmap"]
+           "plot_tuning", "plot_tuning_heatmap", "plot_forest", "plot_active_users", "plot_retention",
+           "plot_funnels"]
 
 PathLike = str | os.PathLike[str]
 _DPI = 100
@@ -564,3 +565,166 @@ def _format(value: Any) -> str:
     if isinstance(value, np.generic):
         return str(value.item())
     return str(value)
+
+
+# -- product analytics ---------------------------------------------------------------------
+
+
+@_plot
+def plot_forest(rows: Sequence[Mapping[str, Any]], path: PathLike, *,
+                title: str = "A/B test: relative difference vs control") -> Path:
+    """Forest plot of an A/B test: each (metric, variant)'s relative difference and 95% interval.
+
+    Parameters
+    ----------
+    rows : ``metrics.json["abtest"]["results"]`` rows (``metric``, ``variant``,
+        ``relative_difference``, ``relative_ci_low``, ``relative_ci_high``, ``significant``)
+    """
+    if not rows:
+        raise DataError("nothing to plot (plot_forest): expected at least one result row")
+    figure, axes = _axes((6.4, 1.2 + 0.55 * len(rows)))
+    for i, row in enumerate(reversed(list(rows))):
+        middle = 100 * float(row["relative_difference"])
+        low, high = 100 * float(row["relative_ci_low"]), 100 * float(row["relative_ci_high"])
+        color = "tab:green" if row.get("significant") else "tab:gray"
+        axes.errorbar([middle], [i], xerr=[[middle - low], [high - middle]], fmt="o", color=color, capsize=4)
+    axes.axvline(0, color="black", linewidth=0.8)
+    axes.set_yticks(range(len(rows)), [f"{r['metric']} ({r['variant']})" for r in reversed(list(rows))])
+    axes.set_xlabel("relative difference, % (green: significant after correction)")
+    axes.set_title(title, fontsize=10)
+    return _save(figure, path, "plot_forest")
+
+
+def _column(rows: Any, name: str, caller: str) -> np.ndarray:
+    try:
+        return np.asarray(rows[name])
+    except (KeyError, TypeError, IndexError) as exc:
+        raise DataError(f"the table has no column {name!r} ({caller})") from exc
+
+
+@_plot
+def plot_active_users(table: Any, path: PathLike, *, title: str = "Active users per day") -> Path:
+    """DAU, WAU and MAU per day as lines, stickiness (DAU/MAU) on a second axis.
+
+    Parameters
+    ----------
+    table : ``artifacts/kpis/active_users.parquet`` as a DataFrame (or a mapping of columns):
+        ``date``, ``dau``, ``wau``, ``mau``, ``stickiness``, ``wau_complete``, ``mau_complete``.
+        Days whose trailing window starts before the data are drawn dashed.
+    """
+    dates = _column(table, "date", "plot_active_users").astype("datetime64[ms]")
+    if len(dates) == 0:
+        raise DataError("nothing to plot (plot_active_users): expected at least one day")
+    figure, axes = _axes((7.2, 4.2))
+    for name, complete, color in (("dau", None, "tab:blue"), ("wau", "wau_complete", "tab:orange"),
+                                  ("mau", "mau_complete", "tab:green")):
+        values = _column(table, name, "plot_active_users").astype(float)
+        done = np.ones(len(values), bool) if complete is None else \
+            _column(table, complete, "plot_active_users").astype(bool)
+        axes.plot(dates, np.where(done, values, np.nan), color=color, marker="o", markersize=3,
+                  label=name.upper() if done.any() else None)
+        axes.plot(dates, np.where(~done, values, np.nan), color=color, linestyle="--", alpha=0.6,
+                  label=f"{name.upper()} (window starts before the data)" if (~done).any() else None)
+    axes.set_ylabel("users")
+    axes.set_ylim(bottom=0)
+    ratio = axes.twinx()
+    ratio.plot(dates, _column(table, "stickiness", "plot_active_users").astype(float), color="tab:gray",
+               linewidth=1, label="stickiness DAU/MAU")
+    ratio.set_ylim(0, 1.05)
+    ratio.set_ylabel("DAU / MAU")
+    handles, labels = axes.get_legend_handles_labels()
+    extra = ratio.get_legend_handles_labels()
+    axes.legend(handles + extra[0], labels + extra[1], fontsize=7, loc="lower left")
+    figure.autofmt_xdate()
+    axes.set_title(title, fontsize=10)
+    return _save(figure, path, "plot_active_users")
+
+
+@_plot
+def plot_retention(matrix: Any, path: PathLike, *, title: str = "Retention by cohort",
+                   value: str = "rate") -> Path:
+    """Cohort heatmap: one row per cohort, one column per offset, the share retained.
+
+    Parameters
+    ----------
+    matrix : ``artifacts/kpis/retention.parquet`` as a DataFrame: ``cohort``, ``offset``,
+        ``cohort_users``, ``complete`` and ``value`` (``rate`` or ``rate_on_or_after``).
+        Incomplete cells (not wholly observed) are left blank and marked ``*``.
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame({c: _column(matrix, c, "plot_retention")
+                          for c in ("cohort", "offset", "cohort_users", "complete", value)})
+    if frame.empty:
+        raise DataError("nothing to plot (plot_retention): expected at least one cohort")
+    cohorts = sorted(frame["cohort"].unique())[-30:]  # the latest 30 cohorts stay legible
+    frame = frame[frame["cohort"].isin(cohorts)]
+    offsets = np.arange(int(frame["offset"].max()) + 1)[:31]
+    frame = frame[frame["offset"].isin(offsets)]
+    grid = np.full((len(cohorts), len(offsets)), np.nan)
+    incomplete = np.zeros_like(grid, dtype=bool)
+    row_of = {c: i for i, c in enumerate(cohorts)}
+    for cohort, offset, done, rate in zip(frame["cohort"], frame["offset"], frame["complete"], frame[value]):
+        grid[row_of[cohort], int(offset)] = rate if done else np.nan
+        incomplete[row_of[cohort], int(offset)] = not done
+    figure, axes = _axes((1.6 + 0.5 * len(offsets), 1.4 + 0.32 * len(cohorts)))
+    image = axes.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=1)
+    for i in range(len(cohorts)):
+        for j in range(len(offsets)):
+            if incomplete[i, j]:
+                axes.text(j, i, "*", ha="center", va="center", fontsize=7, color="gray")
+            elif not np.isnan(grid[i, j]):
+                axes.text(j, i, f"{100 * grid[i, j]:.0f}", ha="center", va="center", fontsize=6,
+                          color="white" if grid[i, j] < 0.6 else "black")
+    sizes = frame.groupby("cohort")["cohort_users"].first()
+    axes.set_yticks(range(len(cohorts)), [f"{str(c)[:10]} ({int(sizes[c])})" for c in cohorts], fontsize=7)
+    axes.set_xticks(range(len(offsets)), [str(o) for o in offsets], fontsize=7)
+    axes.set_xlabel("periods after the cohort's (* not wholly observed)")
+    figure.colorbar(image, ax=axes, label="share of the cohort retained")
+    axes.set_title(title, fontsize=10)
+    return _save(figure, path, "plot_retention")
+
+
+@_plot
+def plot_funnels(funnels: Mapping[str, Any], path: PathLike, *, title: str = "Funnels",
+                 max_groups: int = 6) -> Path:
+    """Funnel bars: per funnel, the share of entering users reaching each step.
+
+    Parameters
+    ----------
+    funnels : funnel name -> ``artifacts/kpis/funnel_<name>.parquet`` as a DataFrame
+        (``step``, ``step_index``, ``users``, ``conversion_overall``; with a breakdown its
+        column, whose ``(all)`` group is drawn first and at most ``max_groups`` groups)
+    """
+    import pandas as pd
+
+    if not funnels:
+        raise DataError("nothing to plot (plot_funnels): expected at least one funnel")
+    figure, grid = _grid(1, len(funnels), (5.2 * len(funnels), 4.0))
+    for axes, (name, table) in zip(grid.ravel(), funnels.items()):
+        frame = pd.DataFrame(table)
+        known = {"step", "step_index", "users", "conversion_from_previous", "conversion_overall",
+                 "median_seconds_from_previous", "median_seconds_from_start"}
+        extra = [c for c in frame.columns if c not in known]
+        group_column = extra[0] if extra else None
+        groups = list(dict.fromkeys(frame[group_column]))[:max_groups] if group_column else [None]
+        steps = list(dict.fromkeys(frame.sort_values("step_index")["step"]))
+        width = 0.8 / len(groups)
+        for g, group in enumerate(groups):
+            part = frame if group is None else frame[frame[group_column] == group]
+            part = part.set_index("step").reindex(steps)
+            x = np.arange(len(steps)) + (g - (len(groups) - 1) / 2) * width
+            bars = axes.bar(x, 100 * part["conversion_overall"].to_numpy(float), width,
+                            label=None if group is None else str(group))
+            if group is None or group == "(all)":
+                for bar, users in zip(bars, part["users"].to_numpy()):
+                    axes.annotate(f"{int(users):,}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                                  ha="center", va="bottom", fontsize=7)
+        axes.set_xticks(range(len(steps)), steps, fontsize=8)
+        axes.set_ylim(0, 110)
+        axes.set_ylabel("% of users entering")
+        axes.set_title(name, fontsize=9)
+        if group_column:
+            axes.legend(fontsize=7, title=group_column, title_fontsize=7)
+    figure.suptitle(title, fontsize=10)
+    return _save(figure, path, "plot_funnels")

@@ -87,6 +87,13 @@ def _recommender_sections(metrics: Mapping[str, Any]) -> list[str]:
         rows = [{"model": name, "split": split, **{k: v for k, v in scores.items() if k != "holdout"}}
                 for name, splits in evaluation.items() for split, scores in splits.items()]
         parts += ["<h3>Ranking metrics (leave-k-out)</h3>", _table(rows)]
+    cold = metrics.get("cold_start")
+    if cold:
+        rows = [{"scorer": name, **scores} for name, scores in cold["scorers"].items()]
+        rows.append({"scorer": f"gap closed (content vs {cold['baseline']} -> true_factors)",
+                     **cold["gap_closed"]})
+        summary = {k: v for k, v in cold.items() if k not in ("scorers", "gap_closed")}
+        parts += ["<h3>Cold items (held out entirely)</h3>", _key_values(summary), _table(rows)]
     if "predict" in metrics:
         parts += ["<h3>Recommendations</h3>", _key_values(metrics["predict"])]
     return parts

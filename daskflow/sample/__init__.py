@@ -1,8 +1,8 @@
 """A synthetic listening and house-ad data lake with a planted ground truth."""
 
 from daskflow.sample._generate import LAKE_SCHEMAS, LAKE_TABLES, generate_lake
-from daskflow.sample._model import CONVERSION_COEFFICIENTS, CONVERSION_WINDOW_DAYS
+from daskflow.sample._model import CONVERSION_COEFFICIENTS, CONVERSION_WINDOW_DAYS, TRACK_CONTENT
 from daskflow.sample._scales import SCALES, Scale
 
 __all__ = ["CONVERSION_COEFFICIENTS", "CONVERSION_WINDOW_DAYS", "LAKE_SCHEMAS", "LAKE_TABLES",
-           "SCALES", "Scale", "generate_lake"]
+           "SCALES", "Scale", "TRACK_CONTENT", "generate_lake"]

@@ -9,6 +9,14 @@ which ALS can recover and a popularity baseline only partly captures.
 Conversion: free users exposed to house ads convert (to premium, within 7 days of their
 first impression) with probability ``sigmoid(eta)``, where ``eta`` is a known linear
 function of latent behaviour, demographics and ad exposure (``CONVERSION_COEFFICIENTS``).
+The A/B test ``home_feed`` (:data:`EXPERIMENT`): users who open the app during the
+enrollment days are assigned 50/50 to control or treatment at a planted time. From that
+moment on, treatment lowers the skip probability of a listen (longer listening: the
+expected relative lift of listening time is exact, :func:`listening_lift`) and adds
+``conversion_logit_effect`` to the conversion logit of a conversion that falls after the
+assignment. The days before enrollment are the pre-period CUPED adjusts with. The
+experiment's draws come from their own generator, so every other draw is unchanged.
+
 Every latent is drawn from a generator seeded by (seed, chunk), so any task can rebuild
 the latents of its chunk of users without the others.
 """
@@ -24,7 +32,8 @@ from daskflow.sample._scales import Scale
 
 __all__ = ["Catalog", "UserLatents", "make_catalog", "user_latents", "listens_for_day",
            "CONVERSION_COEFFICIENTS", "START_DATE", "COUNTRIES", "PLATFORMS", "PLACEMENTS",
-           "CAMPAIGNS", "CONVERSION_WINDOW_DAYS", "format_ids"]
+           "CAMPAIGNS", "CONVERSION_WINDOW_DAYS", "format_ids", "EXPERIMENT", "PlantedExperiment",
+           "listening_lift", "enrollment_days", "TRACK_CONTENT", "track_content"]
 
 START_DATE = pd.Timestamp("2026-01-01")
 COUNTRIES = np.array(["US", "GB", "SE", "DE", "FR", "BR", "MX", "ES", "NL", "CA", "AU", "JP"])
@@ -49,6 +58,48 @@ CONVERSION_COEFFICIENTS: dict[str, float] = {
     "log_ads_per_listen": 0.8,            # ad load: log of impressions per listen
     "video_share": 1.2,                   # share of the user's ads that are video
 }
+
+
+
+@dataclass(frozen=True)
+class PlantedExperiment:
+    """The planted A/B test: who is enrolled when, and the true effects of treatment."""
+
+    name: str = "home_feed"
+    variants: tuple[str, str] = ("control", "treatment")
+    treatment_share: float = 0.5
+    #: Probability that a listen is skipped (played 2-30%, else 85-100%), per variant.
+    skip_probability: tuple[float, float] = (0.25, 0.15)
+    #: Added to the conversion logit of a treated user's conversion after assignment. The
+    #: conversion features cannot see the variant, so a larger effect would widen the gap
+    #: between the classifiers' AUC and the true probabilities' (tests/features: at 0.6 it
+    #: exceeds the 0.02 that test_planted_truth_is_recovered allows).
+    conversion_logit_effect: float = 0.4
+    #: With ``srm=True``, this share of the treatment's assignment records is lost (a
+    #: logging bug), planting a sample-ratio mismatch.
+    srm_lost_share: float = 0.3
+
+
+EXPERIMENT = PlantedExperiment()
+#: Mean played fraction of a track when skipped (uniform 0.02-0.3) and when not (0.85-1).
+_SKIPPED_FRACTION, _PLAYED_FRACTION = (0.02 + 0.3) / 2, (0.85 + 1.0) / 2
+
+
+def listening_lift(experiment: PlantedExperiment = EXPERIMENT) -> float:
+    """The true relative effect of treatment on expected listening time (ms played).
+
+    Treatment changes only the skip probability, not how many listens or which tracks,
+    so expected ms played scales by the ratio of the expected played fractions.
+    """
+    control, treatment = (p * _SKIPPED_FRACTION + (1 - p) * _PLAYED_FRACTION
+                          for p in experiment.skip_probability)
+    return treatment / control - 1
+
+
+def enrollment_days(n_days: int) -> tuple[int, int]:
+    """First enrollment day and number of enrollment days: the pre-period is the first half."""
+    return n_days // 2, max(1, n_days // 5)
+
 
 _ZIPF_EXPONENT = 1.07
 _GLOBAL_MIX = 0.15  # share of listens drawn from global genre popularity, not personal taste
@@ -124,6 +175,11 @@ class UserLatents:
     p_convert: np.ndarray         # true probability (NaN when not exposed)
     converts: np.ndarray
     conversion_delay_s: np.ndarray
+    variant: np.ndarray           # -1 not enrolled, 0 control, 1 treatment
+    assigned_ms: np.ndarray       # assignment time, ms since the epoch (0 when not enrolled)
+    assignment_lost: np.ndarray   # the assignment record is lost when the lake plants an SRM
+    p_convert_control: np.ndarray  # P(convert) without the treatment effect (NaN when not exposed)
+    p_convert_treatment: np.ndarray  # ... with it, had the user been treated before converting
 
 
 def user_latents(scale: Scale, seed: int, chunk: int) -> UserLatents:
@@ -156,12 +212,40 @@ def user_latents(scale: Scale, seed: int, chunk: int) -> UserLatents:
            + CONVERSION_COEFFICIENTS["country_SE"] * (COUNTRIES[country] == "SE")
            + CONVERSION_COEFFICIENTS["log_ads_per_listen"] * np.log(ads_per_listen)
            + CONVERSION_COEFFICIENTS["video_share"] * video_share)
-    p_convert = np.where(exposed, 1 / (1 + np.exp(-eta)), np.nan)
-    converts = exposed & (rng.random(n) < np.nan_to_num(p_convert))
+    conversion_uniform = rng.random(n)
     conversion_delay_s = rng.integers(3_600, CONVERSION_WINDOW_DAYS * 86_400 - 86_400 // 2, n)
+    variant, assigned_ms, lost = _assignments(scale, seed, chunk, active_share)
+    # The treatment acts on a conversion only if it happens after the assignment.
+    conversion_ms = (_START_MS + first_ad_day * 86_400_000 + first_ad_second * 1000
+                     + conversion_delay_s * 1000)
+    effect = np.where((variant == 1) & (conversion_ms >= assigned_ms), EXPERIMENT.conversion_logit_effect, 0)
+    p_control = np.where(exposed, 1 / (1 + np.exp(-eta)), np.nan)
+    p_treatment = np.where(exposed, 1 / (1 + np.exp(-eta - EXPERIMENT.conversion_logit_effect)), np.nan)
+    p_convert = np.where(exposed, 1 / (1 + np.exp(-eta - effect)), np.nan)
+    converts = exposed & (conversion_uniform < np.nan_to_num(p_convert))
     return UserLatents(first, taste, active_share, listens, primary_platform, age, gender, country,
                        premium, signup_date, exposed, ads_per_listen, video_share, first_ad_day,
-                       first_ad_second, p_convert, converts, conversion_delay_s)
+                       first_ad_second, p_convert, converts, conversion_delay_s, variant, assigned_ms,
+                       lost, p_control, p_treatment)
+
+
+_START_MS = int(START_DATE.value // 1_000_000)
+
+
+def _assignments(scale: Scale, seed: int, chunk: int, active_share: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Who is enrolled in the planted experiment, in which variant, and when (own generator)."""
+    rng = np.random.default_rng([seed, 5, chunk])
+    n = len(active_share)
+    first_day, n_enrollment_days = enrollment_days(scale.n_days)
+    # A user is enrolled on opening the app during enrollment: likelier the more active.
+    enrolled = rng.random(n) < 1 - (1 - active_share) ** n_enrollment_days
+    treated = rng.random(n) < EXPERIMENT.treatment_share
+    offset_ms = rng.integers(0, n_enrollment_days * 86_400_000, n)
+    lost = rng.random(n) < EXPERIMENT.srm_lost_share
+    variant = np.where(enrolled, treated.astype(np.int64), -1)
+    assigned_ms = np.where(enrolled, _START_MS + first_day * 86_400_000 + offset_ms, 0)
+    return variant, assigned_ms, lost & treated & enrolled
 
 
 def _genre_share(scale: Scale, seed: int) -> np.ndarray:
@@ -197,12 +281,17 @@ def listens_for_day(latents: UserLatents, catalog: Catalog, day: int, seed: int,
     artist = catalog.genre_artists[np.minimum(artist_pos, len(catalog.genre_artists) - 1)]
     track_pos = np.searchsorted(catalog.artist_track_key, artist + rng.random(m))
     track = catalog.artist_tracks[np.minimum(track_pos, len(catalog.artist_tracks) - 1)]
-    skipped = rng.random(m) < 0.25
-    fraction = np.where(skipped, rng.uniform(0.02, 0.3, m), rng.uniform(0.85, 1.0, m))
-    ms_played = (catalog.track_duration_ms[track] * fraction).astype(np.int64)
+    skip_uniform = rng.random(m)
+    skipped_fraction, played_fraction = rng.uniform(0.02, 0.3, m), rng.uniform(0.85, 1.0, m)
     day_start = (START_DATE + pd.Timedelta(days=day)).to_datetime64().astype("datetime64[ms]")
     seconds = np.sort(rng.integers(0, 86_400_000, m))  # ms within the day
     ts = day_start + seconds.astype("timedelta64[ms]")
+    # The planted experiment: a treated user skips less from the assignment on. The
+    # draws above are the ones an untreated lake makes, in the same order.
+    treated = (latents.variant[user] == 1) & (ts.astype(np.int64) >= latents.assigned_ms[user])
+    skipped = skip_uniform < np.where(treated, EXPERIMENT.skip_probability[1], EXPERIMENT.skip_probability[0])
+    fraction = np.where(skipped, skipped_fraction, played_fraction)
+    ms_played = (catalog.track_duration_ms[track] * fraction).astype(np.int64)
     platform = np.where(rng.random(m) < 0.8, latents.primary_platform[user],
                         rng.integers(0, len(PLATFORMS), m))
     listens = {"user": user + latents.first, "track": track, "artist": artist, "ms_played": ms_played,
@@ -231,3 +320,71 @@ def listens_for_day(latents: UserLatents, catalog: Catalog, day: int, seed: int,
                    "placement": PLACEMENTS[placement],
                    "ts": day_start + (ad_second * 1000).astype("timedelta64[ms]")}
     return listens, impressions
+
+
+#: How the tracks table's content columns relate to the planted tastes (truth/model.json).
+#: Listening depends only on a track's true genre (its artist's) and its popularity
+#: (artist rank within the genre, track rank within the artist, both Zipf). The content
+#: columns see the genre through noise and the popularity not at all, except through the
+#: artist: so a content model can recover most of a cold track's taste direction, and
+#: its popularity only as far as its artist's other tracks reveal it.
+TRACK_CONTENT: dict[str, float] = {
+    "genre_label_accuracy": 0.8,   # `genre` is the true genre, else a uniformly drawn other one
+    "second_tag_share": 0.5,       # `tags` adds a random second genre to this share of tracks
+    "tempo_genre_low": 70.0,       # genre mean tempo ~ U(low, high) bpm ...
+    "tempo_genre_high": 170.0,
+    "tempo_sd": 18.0,              # ... and each track's tempo ~ N(genre mean, sd)
+    "energy_sd": 1.0,              # energy = sigmoid(N(genre centre, sd)), genre centres ~ N(0, 1)
+    "embedding_dim": 16,           # `embedding` = unit genre centroid + N(0, noise^2 / dim) per entry
+    "embedding_noise": 1.0,
+}
+
+
+def track_content(catalog: Catalog, seed: int) -> dict[str, np.ndarray]:
+    """Content columns of every track, drawn from a generator of their own.
+
+    Returns the published columns (``genre``, ``tags``, ``tempo``, ``energy``,
+    ``embedding``) and the truth behind them (``true_genre``, ``genre_label_correct``,
+    ``track_rank_in_artist``, ``popularity_in_genre``: the probability that a listen of
+    the genre picks the track). Draws of their own (``[seed, 5]``), so listens and users
+    are the same as without content.
+    """
+    rng = np.random.default_rng([seed, 5])
+    n_genres = len(catalog.genre_share)
+    true_genre = catalog.artist_genre[catalog.track_artist]
+    n = len(true_genre)
+    correct = rng.random(n) < TRACK_CONTENT["genre_label_accuracy"]
+    other = (true_genre + rng.integers(1, max(2, n_genres), n)) % n_genres
+    label = np.where(correct, true_genre, other)
+    second = rng.integers(0, n_genres, n)
+    has_second = (rng.random(n) < TRACK_CONTENT["second_tag_share"]) & (second != label)
+    names = GENRES[:n_genres]
+    tags = np.where(has_second, np.char.add(np.char.add(names[label].astype(str), " "),
+                                            names[second].astype(str)), names[label].astype(str))
+    tempo_centre = rng.uniform(TRACK_CONTENT["tempo_genre_low"], TRACK_CONTENT["tempo_genre_high"],
+                               n_genres)
+    tempo = np.round(rng.normal(tempo_centre[true_genre], TRACK_CONTENT["tempo_sd"]), 1)
+    energy_centre = rng.normal(0.0, 1.0, n_genres)
+    energy = 1 / (1 + np.exp(-rng.normal(energy_centre[true_genre], TRACK_CONTENT["energy_sd"])))
+    dim = int(TRACK_CONTENT["embedding_dim"])
+    centroids = rng.normal(size=(n_genres, dim))
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    embedding = (centroids[true_genre]
+                 + rng.normal(0.0, TRACK_CONTENT["embedding_noise"] / np.sqrt(dim), (n, dim)))
+    # Popularity truth: the Zipf weights the listening model samples with.
+    artist_sizes = np.bincount(catalog.track_artist, minlength=len(catalog.artist_genre))
+    track_rank = np.empty(n, dtype=np.int64)
+    track_rank[catalog.artist_tracks] = np.arange(n) - np.repeat(
+        np.r_[0, np.cumsum(artist_sizes)[:-1]], artist_sizes)
+    genre_sizes = np.bincount(catalog.artist_genre, minlength=n_genres)
+    artist_weight = 1.0 / (catalog.artist_rank + 1.0) ** _ZIPF_EXPONENT
+    artist_weight /= np.array([(1.0 / np.arange(1, s + 1) ** _ZIPF_EXPONENT).sum() if s else 1.0
+                               for s in genre_sizes])[catalog.artist_genre]
+    track_weight = 1.0 / (track_rank + 1.0) ** _ZIPF_EXPONENT
+    track_weight /= np.array([(1.0 / np.arange(1, s + 1) ** _ZIPF_EXPONENT).sum() if s else 1.0
+                              for s in artist_sizes])[catalog.track_artist]
+    return {"genre": names[label], "tags": tags.astype(object), "tempo": tempo,
+            "energy": np.round(energy, 4), "embedding": embedding.astype(np.float32),
+            "true_genre": names[true_genre], "genre_label_correct": correct,
+            "track_rank_in_artist": track_rank,
+            "popularity_in_genre": artist_weight[catalog.track_artist] * track_weight}

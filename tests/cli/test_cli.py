@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -80,7 +81,8 @@ def test_missing_data_exits_2_and_publishes_nothing(tmp_path: Path) -> None:
     result = daskflow("run", str(QUICKSTART), "data.sample=null", "cluster.n_workers=1",
                       "cluster.dashboard_address=:0", cwd=tmp_path)
     assert_user_error(result, "no data at source 'listens' at data/sample-small/listens")
-    assert not any((tmp_path / "outputs" / "quickstart").iterdir())
+    # The sources are checked before anything is created: not even the output directory.
+    assert not (tmp_path / "outputs").exists()
 
 
 def test_bad_schema_exits_2(tmp_path: Path, tiny_lake: Path) -> None:
@@ -202,3 +204,45 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     users = pd.read_parquet(run_dir / "artifacts" / "user_index.parquet")
     assert set(recommendations.user_id) == set(users.user_id)
     assert recommendations.groupby("user_id").size().eq(10).all()
+
+
+def test_performance_report_is_written_with_the_run(tmp_path: Path, tiny_lake: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "experiment": {"name": "perf", "stages": ["interactions", "train"]},
+        "cluster": {"n_workers": 1, "processes": False, "dashboard_address": ":0"},
+        "data": {"sources": {"listens": {"uri": str(tiny_lake / "listens")}}},
+        "model": {"name": "popularity"},
+        "output": {"dir": str(tmp_path / "out"), "performance_report": True}}))
+    assert main(["-q", "run", str(config)]) == 0, capsys.readouterr().err
+    run_dir = Path(json.loads(capsys.readouterr().out)["run_dir"])
+    page = (run_dir / "dask-performance.html").read_text()
+    # distributed's bokeh page: the task stream and worker profile of the stages' tasks.
+    assert len(page) > 30_000 and "Bokeh" in page  # ~65 KB for these few tasks
+    assert "Task Stream" in page and "Worker Profile" in page
+    assert "_read_and_factorize" in page  # a task of the interactions stage
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_unwinds_the_command_and_exits_with_one_line(signum: int, code: int,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    unwound = []
+
+    def interrupted(args: object) -> int:
+        try:
+            os.kill(os.getpid(), signum)
+            time.sleep(10)  # the signal's exception ends this at once
+            return 0
+        finally:
+            unwound.append(True)  # cleanups run, as on Ctrl-C
+
+    monkeypatch.setitem(_main._COMMANDS, "validate", interrupted)
+    before = signal.getsignal(signal.SIGTERM)
+    started = time.monotonic()
+    assert main(["validate", str(QUICKSTART)]) == code
+    assert time.monotonic() - started < 5 and unwound == [True]
+    name = signal.Signals(signum).name
+    assert capsys.readouterr().err == f"daskflow: interrupted ({name}); nothing was published\n"
+    assert signal.getsignal(signal.SIGTERM) is before  # the CLI's handlers are gone again

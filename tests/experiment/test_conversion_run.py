@@ -94,8 +94,9 @@ def test_saved_features_are_reused(lake: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_results_outside_the_run_appear_only_if_the_run_succeeds(lake: Path, tmp_path: Path) -> None:
-    # predict writes its external table, then score fails (its URI is taken): the run is not
-    # published, and neither is the recommendations table nor any temporary directory.
+    # score's URI is taken: the run fails before any work (outputs are claimed up front), and
+    # neither the run, the recommendations table nor any temporary directory appears. A stage
+    # failing after predict wrote its table: tests/catalogue/test_integrity.py.
     recommendations, taken = tmp_path / "recommendations", tmp_path / "scores"
     taken.mkdir()
     failing = config(lake, tmp_path / "out",
@@ -106,8 +107,7 @@ def test_results_outside_the_run_appear_only_if_the_run_succeeds(lake: Path, tmp
                                  "score": {"uri": str(taken)}})
     with pytest.raises(OutputError, match="already exists"):
         run_experiment(failing)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "scores"]
-    assert not list((tmp_path / "out").rglob("metrics.json"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores"]
 
     succeeding = failing.model_copy(update={"conversion": failing.conversion.model_copy(
         update={"score": failing.conversion.score.model_copy(update={"uri": str(tmp_path / "scores2")})})})

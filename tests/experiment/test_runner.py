@@ -93,7 +93,9 @@ def test_tuning_the_recommender_feeds_predict(tiny_lake: Path, tmp_path: Path) -
 
 @pytest.mark.slow
 def test_run_on_a_separately_started_scheduler(tiny_lake: Path, tmp_path: Path, scheduler: str) -> None:
-    cfg = config(tiny_lake, tmp_path, cluster={"address": scheduler, "connect_timeout": 30})
+    cfg = config(tiny_lake, tmp_path)
+    # The remote kind has none of the LocalCluster settings (daskflow.config._kinds).
+    cfg = cfg.model_copy(update={"cluster": type(cfg.cluster)(address=scheduler, connect_timeout=30)})
     assert cfg.cluster.kind == "remote"
     result = run_experiment(cfg)
     assert result.metrics["evaluation"]["popularity"]["random"]["ndcg@10"] > 0

@@ -188,3 +188,23 @@ def test_load_without_persisting_reads_the_files_on_use(tiny_lake: Path, tmp_pat
     train, _ = leave_k_out_split(stored, k=1, min_items=3, client=client)
     assert isinstance(train, StoredInteractionMatrix) and train.nnz < stored.nnz
     assert train.block_files("users") is None and train.block_files("items") is None
+
+
+def test_a_block_size_making_too_many_pieces_is_refused_with_the_arithmetic() -> None:
+    from daskflow.features._interactions import MAX_PIECES, check_block_count
+
+    check_block_count(300, 400, 3)  # 100 x 134 + 100 pieces: fits
+    with pytest.raises(DataError, match=r"block_size 2 makes 150 user blocks x 200 item blocks \(300 users, "
+                                        r"400 items; 30150 pieces to move: 1 read part\(s\) x 150 \+ 150 x "
+                                        r"200\).* Set features.interactions.block_size to 3 or more"):
+        check_block_count(300, 400, 2)
+    with pytest.raises(DataError, match="at most 10000 blocks a side"):
+        check_block_count(20_001, 1, 2)  # one side only
+    # The suggestion is the smallest size that fits.
+    with pytest.raises(DataError, match=r"to (\d+) or more") as error:
+        check_block_count(10**6, 10**6, 100, n_parts=50)
+    size = int(error.value.args[0].rsplit(" to ", 1)[1].split()[0])
+    check_block_count(10**6, 10**6, size, n_parts=50)
+    with pytest.raises(DataError):
+        check_block_count(10**6, 10**6, size - 1, n_parts=50)
+    assert MAX_PIECES == 20_000

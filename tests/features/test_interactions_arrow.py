@@ -143,9 +143,12 @@ def test_arrow_path_errors_match_the_pandas_path(tmp_path: Path) -> None:
     frames[1].loc[5, "user_id"] = None
     frames[1].loc[7, "user_id"] = None
     uri = write_listens(tmp_path / "nulls", frames)
-    for frame in (read_table(uri), dd.read_parquet(uri)):
-        with pytest.raises(DataError, match=r"^column 'user_id' has 2 null IDs in the listens table"):
-            build_interactions(frame)
+    # The Arrow path reads whole files, so it also names the file holding the rows.
+    with pytest.raises(DataError, match=r"^file \S+part-1.parquet: column 'user_id' has 2 null IDs in "
+                                        "the listens table"):
+        build_interactions(read_table(uri))
+    with pytest.raises(DataError, match=r"^column 'user_id' has 2 null IDs in the listens table"):
+        build_interactions(dd.read_parquet(uri))
     frames = [listens(0), listens(1)]
     frames[1].loc[3, "ms_played"] = -5
     uri = write_listens(tmp_path / "negative", frames)
@@ -153,7 +156,8 @@ def test_arrow_path_errors_match_the_pandas_path(tmp_path: Path) -> None:
     for frame in (read_table(uri), dd.read_parquet(uri)):
         with pytest.raises(DataError, match="column 'ms_played' has 1 negative") as error:
             build_interactions(frame, weight="ms_played")
-        messages.add(str(error.value))
+        messages.add(str(error.value).split(": ", 1)[1] if str(error.value).startswith("file ")
+                     else str(error.value))
     assert len(messages) == 1 and f"user_id={frames[1].user_id[3]!r}" in messages.pop()
 
 

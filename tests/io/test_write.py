@@ -1,8 +1,15 @@
-"""Atomic publication: nothing appears at the destination until the write succeeded."""
+"""Atomic publication: nothing appears at the destination until the write succeeded, and nothing
+there is replaced: destinations are claimed, and published with no-replace semantics.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import fsspec
@@ -10,7 +17,16 @@ import pandas as pd
 import pytest
 
 from daskflow import OutputError
-from daskflow.io import SUCCESS_MARKER, atomic_output, read_table, write_parquet
+from daskflow.io import (
+    SUCCESS_MARKER,
+    OutputClaimed,
+    PendingOutput,
+    Publication,
+    _fs,
+    atomic_output,
+    read_table,
+    write_parquet,
+)
 
 
 def test_write_parquet_publishes_complete_directory(tmp_path: Path) -> None:
@@ -83,3 +99,137 @@ def test_unwritable_location(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("not a directory")
     with pytest.raises(OutputError, match=r"cannot write under '.*a-file/out' .*choose a writable location"):
         write_parquet(pd.DataFrame({"x": [1]}), str(tmp_path / "a-file" / "out"))
+
+
+# -- claims and no-replace publish ----------------------------------------------------------------
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
+
+
+@pytest.mark.parametrize("renameat2", [True, False], ids=["renameat2", "fallback"])
+def test_a_directory_appearing_meanwhile_is_never_replaced(tmp_path: Path, renameat2: bool,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    if not renameat2:  # as on a system or filesystem without renameat2
+        monkeypatch.setattr(_fs, "_renameat2", lambda *args: False)
+    with pytest.raises(OutputError, match=r"output '.*empty' appeared while this run was writing it "
+                                          r".*nothing was published; move it away, or choose another"):
+        with atomic_output(str(tmp_path / "empty")) as tmp:
+            Path(tmp, "part.0.parquet").write_bytes(b"new")
+            (tmp_path / "empty").mkdir()  # os.rename would silently replace this one
+    with pytest.raises(OutputError, match="appeared while this run was writing it"):
+        with atomic_output(str(tmp_path / "full")) as tmp:
+            Path(tmp, "part.0.parquet").write_bytes(b"new")
+            (tmp_path / "full").mkdir()
+            (tmp_path / "full" / "theirs").write_bytes(b"theirs")
+    assert list((tmp_path / "empty").iterdir()) == []
+    assert [p.name for p in (tmp_path / "full").iterdir()] == ["theirs"]
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("renameat2", [True, False], ids=["exchange", "fallback"])
+def test_overwrite_swaps_in_the_complete_result(tmp_path: Path, renameat2: bool,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    if not renameat2:
+        monkeypatch.setattr(_fs, "_renameat2", lambda *args: False)
+    write_parquet(pd.DataFrame({"x": [1]}), str(tmp_path / "out"))
+    with atomic_output(str(tmp_path / "out"), overwrite=True) as tmp:
+        Path(tmp, "new").write_text("new")
+        assert read_table(str(tmp_path / "out")).compute()["x"].tolist() == [1]  # still the old one
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [SUCCESS_MARKER, "new"]
+    assert leftovers(tmp_path) == []
+
+
+def test_a_second_writer_fails_naming_the_first(tmp_path: Path) -> None:
+    first = PendingOutput(str(tmp_path / "out"), owner="run-a")
+    with pytest.raises(OutputClaimed, match=rf"output '.*out' is being written by run run-a \(pid "
+                                            rf"{os.getpid()} on {socket.gethostname()}, since .*\): wait for "
+                                            r"it to finish, or choose another location") as refused:
+        PendingOutput(str(tmp_path / "out"), owner="run-b")
+    assert refused.value.claim["owner"] == "run-a" and not refused.value.stale
+    Path(first.tmp_uri, "data").write_text("a")
+    first.publish()
+    first.release()  # the loser did not remove the winner's claim, nor its result
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [SUCCESS_MARKER, "data"]
+    assert leftovers(tmp_path) == []
+
+
+def test_a_stale_claim_is_reported_not_stolen(tmp_path: Path) -> None:
+    claim = tmp_path / ".out.claim"
+    claim.write_text(json.dumps({"owner": "gone", "pid": dead_pid(), "host": socket.gethostname(),
+                                 "since": "2026-01-01T00:00:00Z", "work": ".out.tmp-abc"}))
+    stale = r"claimed by run gone .*which is no longer running: remove the stale claim \(rm .*/\.out\.claim\)"
+    with pytest.raises(OutputClaimed, match=stale) as refused:
+        PendingOutput(str(tmp_path / "out"))
+    assert refused.value.stale
+    (tmp_path / ".out.tmp-abc").mkdir()  # its working directory too: both named
+    with pytest.raises(OutputClaimed, match=r"unfinished working directory .*\.out\.tmp-abc is kept: remove "
+                                            r"both \(rm -r .*\.out\.tmp-abc .*\.out\.claim\)"):
+        PendingOutput(str(tmp_path / "out"))
+    # Continuing that very attempt takes the claim over.
+    resumed = PendingOutput(str(tmp_path / "out"), reuse=str(tmp_path / ".out.tmp-abc"), owner="again")
+    assert json.loads(claim.read_text())["owner"] == "again"
+    resumed.publish()
+    resumed.release()
+    assert leftovers(tmp_path) == []
+
+
+def test_a_resumed_owner_takes_its_stale_claims_back(tmp_path: Path) -> None:
+    (tmp_path / ".out.tmp-dead").mkdir()
+    (tmp_path / ".out.tmp-dead" / "part.0.parquet").write_bytes(b"half")
+    (tmp_path / ".out.claim").write_text(json.dumps({"owner": "r1", "pid": dead_pid(),
+                                                      "host": socket.gethostname(), "work": ".out.tmp-dead"}))
+    with pytest.raises(OutputClaimed, match="is claimed by run r1"):
+        PendingOutput(str(tmp_path / "out"), owner="r2", take_over="r2")  # someone else's
+    pending = PendingOutput(str(tmp_path / "out"), owner="r1", take_over="r1")
+    assert sorted(leftovers(tmp_path)) == sorted([".out.claim", Path(pending.tmp_uri).name])
+    pending.publish()
+    pending.release()
+    assert leftovers(tmp_path) == []
+
+
+def test_an_unreadable_claim_is_not_stolen(tmp_path: Path) -> None:
+    (tmp_path / ".out.claim").write_bytes(b"\xff half-written")
+    with pytest.raises(OutputClaimed, match=r"is claimed by another writer \(.*\.out\.claim exists but "
+                                            r"cannot be read\): if no run is writing it, remove"):
+        PendingOutput(str(tmp_path / "out"))
+
+
+def test_a_publication_is_all_or_nothing(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"x": [1, 2]})
+    with pytest.raises(OutputError, match="'.*second' appeared while this run was writing it"):
+        with Publication() as publication:
+            write_parquet(frame, str(tmp_path / "first"), publish=publication)
+            write_parquet(frame, str(tmp_path / "second"), publish=publication)
+            (tmp_path / "second").mkdir()  # the second cannot be published: the first is removed again
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["second"]
+
+    with Publication() as publication:
+        publication.claim(str(tmp_path / "claimed-first"))
+        with pytest.raises(OutputClaimed, match="is being written by another daskflow process"):
+            write_parquet(frame, str(tmp_path / "claimed-first"))  # someone else than the claimant
+        write_parquet(frame, str(tmp_path / "claimed-first"), publish=publication)
+        assert not (tmp_path / "claimed-first").exists()
+    assert (tmp_path / "claimed-first" / SUCCESS_MARKER).exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_s3_claims_are_conditional_writes(s3_server: dict[str, object]) -> None:
+    s3 = fsspec.filesystem("s3", **s3_server)
+    s3.mkdir("claims")
+    first = PendingOutput("s3://claims/out", s3_server, owner="run-a")
+    assert json.loads(s3.cat("claims/.out.claim"))["owner"] == "run-a"
+    with pytest.raises(OutputClaimed, match=r"output 's3://claims/out' is being written by run run-a"):
+        PendingOutput("s3://claims/out", s3_server, owner="run-b")
+    s3.pipe(f"{first.tmp_uri.removeprefix('s3://')}/part.0", b"a")
+    s3.pipe("claims/out/theirs", b"theirs")  # a writer that ignores claims got there first
+    with pytest.raises(OutputError, match="'s3://claims/out' appeared while this run was writing it"):
+        first.publish()
+    s3.invalidate_cache()
+    assert s3.find("claims") == ["claims/out/theirs"]  # no marker, no temporary, no claim

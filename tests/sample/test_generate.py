@@ -20,6 +20,9 @@ from ..conftest import TINY
 def table(root: Path, name: str) -> pd.DataFrame:
     fmt = "orc" if any(root.rglob("*.orc")) else "parquet"
     frame = pads.dataset(str(root / name), format=fmt, partitioning="hive").to_table().to_pandas()
+    for column in frame.columns:  # list columns (tracks.embedding) as tuples, to sort and compare
+        if len(frame) and isinstance(frame[column].iloc[0], np.ndarray):
+            frame[column] = frame[column].map(tuple)
     return frame.sort_values(list(frame.columns)).reset_index(drop=True)
 
 
@@ -100,3 +103,63 @@ def test_bad_arguments(tmp_path: Path, tiny_lake: Path) -> None:
         generate_lake(str(tmp_path / "x"), format="csv")
     with pytest.raises(OutputError, match="already exists"):
         generate_lake(str(tiny_lake), scale=TINY, seed=7)
+
+
+# -- the planted A/B test ------------------------------------------------------------------
+
+
+def test_planted_experiment_assignments_and_truth(tiny_lake: Path) -> None:
+    from daskflow.sample._model import EXPERIMENT, enrollment_days, listening_lift
+
+    experiments = table(tiny_lake, "experiments")
+    truth = table(tiny_lake, "truth/experiments").set_index("user_id")
+    design = json.loads((tiny_lake / "truth" / "experiment.json").read_text())
+    assert experiments.user_id.is_unique and set(experiments.variant) == {"control", "treatment"}
+    assert (experiments.experiment == "home_feed").all()
+    logged = truth[truth.logged]
+    assert set(experiments.user_id) == set(logged.index)
+    assert (experiments.set_index("user_id").variant == logged.variant.loc[experiments.user_id]).all()
+    # Enrollment happens after the pre-period, within the enrollment days.
+    first_day, n_days = enrollment_days(TINY.n_days)
+    start = pd.Timestamp("2026-01-01") + pd.Timedelta(days=first_day)
+    assert experiments.assigned_at.between(start, start + pd.Timedelta(days=n_days)).all()
+    assert design["enrollment_start"] == str(start.date()) and design["pre_period_days"] == first_day
+    assert design["listening_ms"]["relative_effect"] == pytest.approx(listening_lift())
+    # A conversion after assignment has the treatment's probability for a treated user.
+    users = table(tiny_lake, "truth/users").set_index("user_id")
+    treated_after = truth[(truth.variant == "treatment")
+                          & (truth.conversion_ts_if_converts >= truth.assigned_at)].index
+    np.testing.assert_allclose(users.loc[treated_after, "p_convert"], truth.loc[treated_after,
+                               "p_convert_treatment"])
+    others = truth.index.difference(treated_after)
+    np.testing.assert_allclose(users.loc[others, "p_convert"], truth.loc[others, "p_convert_control"])
+    assert design["converted"]["absolute_effect"] > 0 and EXPERIMENT.conversion_logit_effect > 0
+
+
+def test_planted_experiment_lowers_skips_after_assignment(tmp_path: Path) -> None:
+    """Treated users' listens after assignment are skipped less; everything else is unchanged."""
+    from daskflow.sample import Scale
+
+    scale = Scale(n_users=1_500, n_artists=60, n_tracks=400, n_days=4, n_genres=6,
+                  mean_listens_per_active_day=6.0, users_per_chunk=1_500)
+    generate_lake(str(tmp_path / "lake"), scale=scale, seed=3)
+    listens = table(tmp_path / "lake", "listens").merge(table(tmp_path / "lake", "tracks"), on="track_id")
+    truth = table(tmp_path / "lake", "truth/experiments").set_index("user_id")
+    listens = listens.join(truth[["variant", "assigned_at"]], on="user_id")
+    after = listens.ts >= listens.assigned_at
+    skipped = listens.ms_played < 0.5 * listens.duration_ms
+    treated = skipped[after & (listens.variant == "treatment")].mean()
+    control = skipped[after & (listens.variant == "control")].mean()
+    before = skipped[~after | listens.variant.isna()].mean()
+    assert abs(control - 0.25) < 0.02 and abs(before - 0.25) < 0.02 and abs(treated - 0.15) < 0.02
+
+
+def test_srm_loses_treatment_assignments(tmp_path: Path) -> None:
+    from daskflow.cli import main
+
+    assert main(["-q", "generate", str(tmp_path / "srm"), "--srm", "--workers", "1"]) == 0
+    experiments = table(tmp_path / "srm", "experiments")
+    counts = experiments.variant.value_counts()
+    design = json.loads((tmp_path / "srm" / "truth" / "experiment.json").read_text())
+    assert design["srm"] is True and design["srm_lost_share"] == 0.3
+    assert 0.6 < counts["treatment"] / counts["control"] < 0.8  # ~0.7: 30% of treatment lost

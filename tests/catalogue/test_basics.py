@@ -1,82 +1,28 @@
-"""The bad-input catalogue: every case goes through the CLI (``daskflow.cli.main``).
+"""The first bad-input cases: missing and malformed data, bad config values, unreachable peers.
 
-Each must exit with code 2, print exactly one ``daskflow: error:`` line naming the problem,
-where it is and how to fix it, print no traceback, and publish nothing. docs/errors.md lists
-the same cases. Runs use a thread-based single-worker LocalCluster to stay quick.
+Run through the CLI by :func:`tests.catalogue._harness.check_case`; docs/errors.md lists them.
 """
 
 from __future__ import annotations
 
-import shutil
-import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.orc as orc
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from daskflow.cli import main
-
-ROOT = Path(__file__).parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Case:
-    """One bad input: how to make it (returns extra CLI arguments) and what the message says."""
-
-    make: Callable[[Path, Path], list[str]]
-    fragments: tuple[str, ...]
-    command: str = "run"
-
-
-def base_config(lake: Path, out: Path) -> dict:
-    """A small recommender experiment on the lake (popularity: quick to fit)."""
-    return {
-        "experiment": {"name": "bad", "stages": ["interactions", "train"]},
-        "cluster": {"n_workers": 1, "processes": False, "dashboard_address": ":0"},
-        "data": {"sources": {
-            "listens": {"uri": str(lake / "listens"),
-                        "schema": {"user_id": "string", "track_id": "string", "ms_played": "integer",
-                                   "ts": "timestamp"}},
-            "users": {"uri": str(lake / "users")},
-            "ad_impressions": {"uri": str(lake / "ad_impressions")},
-            "conversions": {"uri": str(lake / "conversions")}}},
-        "model": {"name": "popularity"},
-        "output": {"dir": str(out)},
-    }
-
-
-def copy_listens(lake: Path, work: Path) -> Path:
-    target = work / "listens"
-    shutil.copytree(lake / "listens", target)
-    return target
-
-
-def write_day(root: Path, day: str, table: pa.Table, name: str = "extra.parquet") -> None:
-    (root / f"date={day}").mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, root / f"date={day}" / name)
-
-
-def listens_rows(user_id: pa.Array | list, ms_played: pa.Array | list) -> pa.Table:
-    n = len(ms_played)
-    return pa.table({"user_id": user_id, "track_id": [f"t{i}" for i in range(n)],
-                     "artist_id": ["a"] * n, "ms_played": ms_played,
-                     "ts": pa.array([1_767_225_600_000 + i for i in range(n)], pa.timestamp("ms")),
-                     "platform": ["web"] * n, "country": ["SE"] * n})
-
-
-def uri(path: Path | str) -> list[str]:
-    return [f"data.sources.listens.uri={path}"]
+from tests.catalogue._harness import (
+    Case,
+    check_case,
+    copy_listens,
+    free_port,
+    listens_rows,
+    make_lake,
+    uri,
+    write_day,
+)
 
 
 def _corrupt(lake: Path, work: Path) -> list[str]:
@@ -158,8 +104,8 @@ def _unreachable_s3(lake: Path, work: Path) -> list[str]:
 
 
 def _unreachable_scheduler(lake: Path, work: Path) -> list[str]:
-    return [f"cluster.address=tcp://127.0.0.1:{free_port()}", "cluster.connect_timeout=0.5",
-            "cluster.processes=true", "cluster.n_workers=1"]
+    # The base config's LocalCluster settings give way to the remote kind (config/_kinds.py).
+    return [f"cluster.address=tcp://127.0.0.1:{free_port()}", "cluster.connect_timeout=0.5"]
 
 
 def _conversion(*overrides: str) -> Callable[[Path, Path], list[str]]:
@@ -224,48 +170,14 @@ CASES: dict[str, Case] = {
 }
 
 
+
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny lake, generated once for the catalogue."""
-    from daskflow.sample import generate_lake
-    from tests.conftest import TINY
-
-    root = tmp_path_factory.mktemp("bad-lake") / "lake"
-    generate_lake(str(root), scale=TINY, format="parquet", seed=7)
-    return root
+    return make_lake(tmp_path_factory)
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_exits_2_with_one_actionable_message(name: str, lake: Path, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str],
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    case = CASES[name]
-    monkeypatch.delenv("DASKFLOW_SURELY_UNSET_VARIABLE", raising=False)
-    out = tmp_path / "out"
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(base_config(lake, out)))
-    extra = case.make(lake, tmp_path)
-    if extra == ["--config-missing"]:
-        argv = ["-q", case.command, str(tmp_path / "missing.yaml")]
-    else:
-        argv = ["-q", case.command, str(config), *extra]
-    code = main(argv)
-    captured = capsys.readouterr()
-    assert code == 2, captured.err
-    assert "Traceback" not in captured.err
-    errors = [line for line in captured.err.splitlines() if line.startswith("daskflow: error:")]
-    assert len(errors) == 1, captured.err
-    for fragment in case.fragments:
-        assert fragment in captured.err, captured.err
-    published = [p for p in (out / "bad").glob("*") if p.name != "fixed"] if (out / "bad").exists() else []
-    assert published == [], f"a failed run published {published}"
-    assert not any(p.name.startswith(".") and p.is_dir() for p in (out / "bad").glob(".*")) \
-        if (out / "bad").exists() else True
-
-
-def test_the_catalogue_is_documented() -> None:
-    text = (ROOT / "docs" / "errors.md").read_text()
-    missing = [name for name in CASES if f"| {name} |" not in text]
-    assert missing == []
-    assert len(CASES) >= 25
-
+    check_case(CASES[name], lake, tmp_path, capsys, monkeypatch)

@@ -1,0 +1,50 @@
+"""Product analytics from the event logs: A/B tests, KPIs, retention and funnels.
+
+The Dask passes (one pass over the logs per metric source) compute small sufficient
+statistics on the cluster; the statistics themselves are Dask-free kernels
+(``_abtest_kernels``) that the in-memory analysis and the tests share. Definitions and
+references: docs/analytics.md.
+"""
+
+from daskflow.analytics._abtest import (
+    AssignmentSummary,
+    MetricSpec,
+    abtest_sufficient_stats,
+    assignment_units,
+)
+from daskflow.analytics._abtest_analysis import STATISTICS, SrmResult, analyze_abtest, results_table
+from daskflow.analytics._abtest_kernels import (
+    CORRECTIONS,
+    KINDS,
+    Comparison,
+    SufficientStats,
+    adjust_p_values,
+    compare,
+    confidence_sequence_halfwidth,
+    cuped_theta,
+    minimum_detectable_effect,
+    srm_check,
+    stats_from_values,
+    variant_estimate,
+)
+from daskflow.analytics._kpis import FunnelStep, KpiTables, activity_kpis, funnel, user_days
+from daskflow.analytics._kpis_kernels import (
+    PERIODS,
+    active_user_counts,
+    active_users_table,
+    funnel_table,
+    lifecycle_counts,
+    lifecycle_table,
+    retention_counts,
+    retention_table,
+)
+
+__all__ = [
+    "AssignmentSummary", "CORRECTIONS", "Comparison", "KINDS", "MetricSpec", "STATISTICS", "SrmResult",
+    "SufficientStats", "abtest_sufficient_stats", "adjust_p_values", "analyze_abtest", "assignment_units",
+    "compare", "confidence_sequence_halfwidth", "cuped_theta", "minimum_detectable_effect",
+    "results_table", "srm_check", "stats_from_values", "variant_estimate",
+    "FunnelStep", "KpiTables", "PERIODS", "active_user_counts", "active_users_table", "activity_kpis",
+    "funnel", "funnel_table", "lifecycle_counts", "lifecycle_table", "retention_counts", "retention_table",
+    "user_days",
+]
