@@ -16,7 +16,8 @@ LIBRARY = ("io", "sample", "features", "models", "evaluation", "prediction", "cl
 KERNELS = ("_kernels.py", "features/_blocks.py", "evaluation/_kernels.py", "sample/_model.py",
            "models/_als_kernels.py", "models/_logistic_kernels.py", "models/_logistic_solvers.py",
            "models/_classifier_kernels.py",
-           "evaluation/_classification_kernels.py", "features/_conversion_blocks.py")
+           "evaluation/_classification_kernels.py", "features/_conversion_blocks.py",
+           "features/tabular/_table_kernels.py")
 
 
 def imports(path: Path) -> set[str]:
