@@ -163,7 +163,11 @@ def check_sources(config: Config, stages: list[str]) -> None:
             continue  # the stage that reads it names the key (kpis' sources: their own checks)
         if _generated(config, config.data.sources[name].uri):
             continue  # written by the run's sample step, from code whose output is known
-        frames.setdefault(name, read_source(config, name, columns))
+        frame = read_source(config, name, columns)  # opened as each stage reads it: its columns checked
+        if columns is None or name not in frames:
+            # The checks below look up columns a stage reads in full (abtest's value, say) in the
+            # same source another stage reads only some columns of (kpis' listens): keep the full read.
+            frames[name] = frame
     _check_interaction_types(config, stages, frames)
     content = config.model.content
     if content is not None and content.source in frames:
