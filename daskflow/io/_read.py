@@ -200,6 +200,26 @@ def _first_unreadable_file(fs: Any, files: Sequence[str], format: str) -> str | 
     return None
 
 
+#: The bytes each format's files start with.
+_MAGIC = {"parquet": b"PAR1", "orc": b"ORC"}
+
+
+def _unreadable(fs: Any, file: str, label: str, format: str, exc: Exception) -> DataError:
+    """The error for a file whose footer cannot be read, saying so when it is the other format."""
+    try:
+        with fs.open(file, "rb") as handle:
+            head = handle.read(4)
+    except Exception:  # noqa: BLE001 - the footer error is the one to report
+        head = b""
+    other = next((name for name, magic in _MAGIC.items() if name != format and head.startswith(magic)), None)
+    if other is not None:
+        return DataError(f"file {file} of {label} is an {other.upper() if other == 'orc' else 'Parquet'} "
+                         f"file, read as {format}: set format: {other} on this source (or data.format: "
+                         f"{other} for every source)")
+    return DataError(f"file {file} of {label} is not a readable {format} file ({exc}): replace or "
+                     "remove it")
+
+
 def inspect_table(uri: str, *, format: str = "parquet",
                   storage_options: Mapping[str, Any] | None = None,
                   name: str | None = None, schema: Mapping[str, str] | None = None) -> TableInfo:
@@ -236,8 +256,7 @@ def inspect_table(uri: str, *, format: str = "parquet",
         # Arrow infers the schema from the first file; name the file it could not read.
         bad = _first_unreadable_file(fs, listed, format)
         if bad is not None:
-            raise DataError(f"file {bad} of {label} is not a readable {format} file ({exc}): replace or "
-                            "remove it") from exc
+            raise _unreadable(fs, bad, label, format, exc) from exc
         raise DataError(f"cannot open {label} as a {format} table: {exc}") from exc
     files = tuple(dataset.files)
     # Partition columns are the keys found in the fragments' key=value directories
@@ -260,8 +279,7 @@ def inspect_table(uri: str, *, format: str = "parquet",
             physical = fragment.physical_schema
             names = frozenset(physical.names)  # decoded here: a damaged name is not UTF-8
         except READ_ERRORS as exc:
-            raise DataError(f"file {fragment.path} of {label} is not a readable {format} file "
-                            f"({exc}): replace or remove it") from exc
+            raise _unreadable(fs, fragment.path, label, format, exc) from exc
         column_sets.setdefault(names, fragment.path)
         if reference is None:
             reference, reference_file = physical, fragment.path

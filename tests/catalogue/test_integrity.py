@@ -182,7 +182,8 @@ CASES: dict[str, Case] = {
         "--resume ", "/bad/fixed: not the working directory of an interrupted run but a published one",
         "nothing to resume; run without --resume")),
     "resume with another config": Case(_resume_other_config, (
-        "the config differs from the interrupted run's", "resume with the same config file and overrides")),
+        "the config differs from the interrupted run's", ") at model.name;",
+        "resume with the same config file and overrides")),
     "resume of a run still running": Case(_resume_running, (
         "/bad/r4 is being written by run r4", f"(pid {PID} on ")),
     "resume from another output directory": Case(_resume_moved, (

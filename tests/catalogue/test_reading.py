@@ -138,7 +138,22 @@ def _static(*arguments: str) -> Callable[[Path, Path], list[str]]:
     return lambda lake, work: list(arguments)
 
 
+def _orc_files(lake: Path, work: Path) -> list[str]:
+    """The listens rewritten as ORC (same directories), read with the default format: parquet."""
+    import pyarrow.orc as orc
+
+    root = work / "listens-orc"
+    for file in sorted((lake / "listens").rglob("*.parquet")):
+        target = root / file.parent.name / file.with_suffix(".orc").name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        orc.write_table(pq.read_table(file, partitioning=None), target)
+    return uri(root)
+
+
 CASES: dict[str, Case] = {
+    "ORC files read as Parquet": Case(_orc_files, (
+        "part-0.orc", "is an ORC file, read as parquet", "set format: orc on this source",
+        "data.format: orc")),
     "dangling link in a source": Case(_dangling_link, ("link ", "date=2026-01-06", "which does not exist",
                                                        "remove the link")),
     "link to itself in a source": Case(_self_link, ("me.parquet", "cannot be followed")),
