@@ -4,7 +4,13 @@ Only the experiment runner and the CLI import this package; library layers take 
 keyword arguments.
 """
 
-from daskflow.config._loader import config_to_yaml, load_config, parse_overrides, validate_config
+from daskflow.config._loader import (
+    config_to_yaml,
+    load_config,
+    load_config_data,
+    parse_overrides,
+    validate_config,
+)
 from daskflow.config._models import (
     STAGES,
     ClusterConfig,
@@ -43,6 +49,7 @@ __all__ = [
     "TuneConfig",
     "config_to_yaml",
     "load_config",
+    "load_config_data",
     "parse_overrides",
     "redact_data",
     "redacting",

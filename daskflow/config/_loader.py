@@ -15,6 +15,7 @@ prints and in :func:`config_to_yaml`.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -29,8 +30,8 @@ from daskflow.config._kinds import resolve_overridden_kind
 from daskflow.config._models import Config
 from daskflow.config._redact import REDACTED, Secrets, find_secrets, redact
 
-__all__ = ["load_config", "parse_overrides", "config_to_yaml", "ALIAS_BUDGET", "MAX_DEPTH",
-           "MAX_FILE_BYTES"]
+__all__ = ["load_config", "load_config_data", "parse_overrides", "config_to_yaml", "ALIAS_BUDGET",
+           "MAX_DEPTH", "MAX_FILE_BYTES"]
 
 _ENV_PATTERN = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?:,([^}]*))?\}")
 _KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$")
@@ -68,6 +69,26 @@ def load_config(path: str | os.PathLike[str], overrides: Iterable[str] = (),
     """
     path = Path(path)
     raw, lines = _parse_yaml(_read_text(path), str(path))
+    return _resolve(raw, lines, overrides, environ, str(path))
+
+
+def load_config_data(data: Mapping[str, Any], overrides: Iterable[str] = (),
+                     environ: Mapping[str, str] | None = None, source: str = "<mapping>") -> Config:
+    """:func:`load_config` for plain data: the mapping a YAML experiment file holds.
+
+    ``data`` is not changed; overrides and ``${env:...}`` interpolation apply as for a file,
+    and so do the secrets rules. ``source`` names the data in error messages.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source} must be a mapping of sections (experiment, data, ...), got "
+                          f"{type(data).__name__}")
+    raw = copy.deepcopy(dict(data))
+    return _resolve(raw, {}, overrides, environ, source)
+
+
+def _resolve(raw: Any, lines: dict[Path_, int | str], overrides: Iterable[str],
+             environ: Mapping[str, str] | None, source: str) -> Config:
+    """Overrides, then the cluster kind they imply, then interpolation, then validation."""
     overridden = set()
     for key_path, value in parse_overrides(overrides):
         _set_path(raw, key_path, value)
@@ -79,8 +100,7 @@ def load_config(path: str | os.PathLike[str], overrides: Iterable[str] = (),
     from_env: dict[Path_, tuple[str, str]] = {}
     env_values: dict[Path_, list[str]] = {}
     raw = _interpolate(raw, (), os.environ if environ is None else environ, lines, from_env, env_values)
-    return validate_config(raw, lines, source=str(path), secrets=find_secrets(raw, Config, from_env,
-                                                                              env_values))
+    return validate_config(raw, lines, source=source, secrets=find_secrets(raw, Config, from_env, env_values))
 
 
 def validate_config(raw: Any, lines: Mapping[Path_, int | str] | None = None,

@@ -780,12 +780,25 @@ class KpisConfig(_Section):
     funnels: dict[str, KpisFunnelConfig] = Field(default_factory=dict)
 
 
+class MlflowConfig(_Section):
+    """Where a published run is also logged, as an MLflow run (daskflow.experiment._tracking)."""
+
+    tracking_uri: str = Field(min_length=1, description="The MLflow tracking URI: http(s)://host:port of "
+                              "an `mlflow server`, sqlite:///path.db, or file:///dir.")
+    experiment: str | None = Field(None, min_length=1, description="The MLflow experiment (created if "
+                                   "missing). Default: experiment.name.")
+    timeout: float = Field(10.0, gt=0, le=600, description="Seconds each request to the tracking server "
+                           "may take before it is given up (preflight and logging).")
+
+
 class OutputConfig(_Section):
     dir: str = "outputs"
     run_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
                                description="Default: a timestamp plus a random suffix.")
     performance_report: bool = Field(False, description="Save Dask's performance report of the stages "
                                      "as dask-performance.html in the run directory.")
+    mlflow: MlflowConfig | None = Field(None, description="Also log the published run to MLflow "
+                                        "(needs the mlflow extra).")
 
 
 class Config(_Section):

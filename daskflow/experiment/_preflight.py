@@ -18,6 +18,7 @@ from typing import Any
 
 from daskflow._errors import ConfigError, OutputError, SchemaError
 from daskflow.config import Config, stages_to_run
+from daskflow.experiment._tracking import check_mlflow
 from daskflow.io import read_table
 from daskflow.models import make_model
 
@@ -44,6 +45,7 @@ def preflight(config: Config, *, resume: str | os.PathLike[str] | None = None) -
     check_models(config, stages)
     check_cluster(config)
     check_performance_report(config)
+    check_mlflow(config)  # output.mlflow: mlflow installed, the tracking store reachable (bounded)
     check_sources(config, stages)
     check_outputs(config, stages, resumed=resume is not None)
     return stages

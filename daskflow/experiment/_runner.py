@@ -41,6 +41,7 @@ from daskflow.experiment._rundir import (
     write_json,
     write_private,
 )
+from daskflow.experiment._tracking import Tracking
 from daskflow.features import InteractionMatrix, build_interactions, leave_k_out_split
 from daskflow.io import SUCCESS_MARKER, PendingOutput, Publication, read_table, write_parquet
 from daskflow.models import make_model
@@ -56,10 +57,12 @@ CHECKPOINTS = "checkpoints"
 
 @dataclass
 class RunResult:
-    """Where a finished run was published and what it measured."""
+    """Where a finished run was published, what it measured, and the models it fitted."""
 
     run_dir: Path
     metrics: dict[str, Any]
+    #: The fitted models by name: the recommender (``model.name``), the conversion models.
+    models: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -79,7 +82,7 @@ class _State:
     publish: Publication = field(default_factory=Publication)
 
 
-def run_experiment(config: Config, *, resume: str | Path | None = None) -> RunResult:
+def run_experiment(config: Config, *, resume: str | Path | None = None, client: Any = None) -> RunResult:
     """Run an experiment end to end and publish its run directory.
 
     The run directory and every output outside it (``predict.uri``,
@@ -94,6 +97,12 @@ def run_experiment(config: Config, *, resume: str | Path | None = None) -> RunRe
     resume : path of the working directory of an interrupted run of the same config (what
         an interrupted run printed as "... --resume DIR"): the stages run again in it and
         model fits continue from their last checkpoint.
+    client : a connected ``distributed.Client`` to run on instead of the cluster the config
+        describes (``cluster:`` is then not used); it is left open.
+
+    With ``output.mlflow``, the MLflow run is created and logged once the stages have
+    succeeded, and set FINISHED only after everything is published (FAILED if publishing
+    fails): daskflow.experiment._tracking.
 
     Raises
     ------
@@ -116,12 +125,15 @@ def run_experiment(config: Config, *, resume: str | Path | None = None) -> RunRe
                         elsewhere="choose another output.run_id or leave it unset for a fresh one")
     work_dir = Path(run.tmp_uri)
     outputs = Publication(inside=work_dir)
+    tracking, fitted = Tracking(config), {}
     try:
         for uri, storage_options in _external_outputs(config, stages):
             # A resumed run reclaims the outputs its killed attempt had claimed.
             outputs.claim(uri, storage_options, owner=run_id, take_over=None if resume is None else run_id)
-        metrics = _run_in(config, stages, run_id, work_dir, outputs, resumed=resume is not None)
+        metrics = _run_in(config, stages, run_id, work_dir, outputs, resumed=resume is not None,
+                          tracking=tracking, client=client, fitted=fitted)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as the CLI raises it
+        tracking.fail()
         outputs.abort()
         keep = has_checkpoints(work_dir, CHECKPOINTS)
         run.discard(keep=keep)
@@ -129,22 +141,26 @@ def run_experiment(config: Config, *, resume: str | Path | None = None) -> RunRe
             raise RunInterrupted(work_dir) from exc
         raise
     except BaseException:
+        tracking.fail()
         outputs.abort()
         run.discard()
         raise
     try:
         run.publish()
     except BaseException:
+        tracking.fail()
         outputs.abort()
         raise
     try:
         outputs.commit()
     except BaseException:
+        tracking.fail()
         run.unpublish()  # all or nothing: the run without its external outputs is not published
         raise
     run.release()
     log.info("run published at %s", run_dir)
-    return RunResult(run_dir, metrics)
+    tracking.finish()  # FINISHED only now that everything is published
+    return RunResult(run_dir, metrics, fitted)
 
 
 def _check_output_dir(directory: Path) -> None:
@@ -169,7 +185,7 @@ def _external_outputs(config: Config, stages: list[str]) -> list[tuple[str, dict
 
 
 def _run_in(config: Config, stages: list[str], run_id: str, work_dir: Path, outputs: Publication, *,
-            resumed: bool) -> dict[str, Any]:
+            resumed: bool, tracking: Tracking, client: Any, fitted: dict[str, Any]) -> dict[str, Any]:
     """Run the stages in ``work_dir`` and write its metrics and report; owner-only throughout."""
     if resumed:
         _clear_for_resume(work_dir)
@@ -186,15 +202,18 @@ def _run_in(config: Config, stages: list[str], run_id: str, work_dir: Path, outp
         log.setLevel(logging.INFO)
     log.addHandler(handler)
     try:
-        metrics = _run_stages(config, stages, run_id, work_dir, outputs, resumed=resumed)
+        metrics = _run_stages(config, stages, run_id, work_dir, outputs, resumed=resumed, client=client,
+                              fitted=fitted)
     finally:
         log.removeHandler(handler)
         log.setLevel(previous_level)
         handler.close()
+    metrics.update(tracking.start(run_id))  # the MLflow run, once every stage has succeeded
     shown = redact_data(metrics, config.secrets)  # model params may hold storage_options
     write_json(work_dir / "metrics.json", shown)
     _write_report(work_dir, shown, config)
     restrict(work_dir)  # what pandas, matplotlib and dask wrote with the default modes
+    tracking.log(config, shown, work_dir)
     return metrics
 
 
@@ -240,7 +259,8 @@ def _write_report(work_dir: Path, metrics: dict[str, Any], config: Config) -> No
 
 
 def _run_stages(config: Config, stages: list[str], run_id: str, work_dir: Path, outputs: Publication,
-                *, resumed: bool = False) -> dict[str, Any]:
+                *, resumed: bool = False, client: Any = None,
+                fitted: dict[str, Any] | None = None) -> dict[str, Any]:
     started = time.time()
     metrics: dict[str, Any] = {
         "experiment": config.experiment.name, "run_id": run_id, "daskflow_version": __version__,
@@ -248,7 +268,9 @@ def _run_stages(config: Config, stages: list[str], run_id: str, work_dir: Path, 
     }
     cluster = config.cluster.model_dump(exclude={"kind"})
     report = _performance_report(config, work_dir)  # checked before the cluster starts
-    with connect(config.cluster.kind, **cluster) as client:
+    # The caller's client (daskflow.run(client=...)) is used as it is and left open.
+    with contextlib.nullcontext(client) if client is not None else connect(config.cluster.kind,
+                                                                           **cluster) as client:
         link = dashboard_link(client)
         metrics["dashboard_link"] = link
         log.info("Dask dashboard: %s", link)
@@ -260,6 +282,9 @@ def _run_stages(config: Config, stages: list[str], run_id: str, work_dir: Path, 
             for stage in stages:
                 log.info("stage %s ...", stage)
                 _timed(state, stage, lambda stage=stage: _STAGE_FUNCTIONS[stage](config, state))
+        if fitted is not None:
+            fitted.update({config.model.name: state.model} if state.model is not None else {})
+            fitted.update(state.conversion.models)
     metrics["wall_time_s"] = round(time.time() - started, 3)
     return metrics
 
