@@ -1,4 +1,4 @@
-"""Import contracts of the layers (STYLE.md rules 3 and 4), checked on the source."""
+"""Import contracts of the layers (docs/development.md, "Layers"), checked on the source."""
 
 from __future__ import annotations
 
@@ -50,6 +50,16 @@ def test_only_the_cluster_package_creates_a_client() -> None:
             continue
         text = path.read_text()
         assert "Client(" not in text and "LocalCluster(" not in text, path.relative_to(PACKAGE)
+
+
+def test_import_contracts_are_kept() -> None:
+    """The layer contract in pyproject.toml ([tool.importlinter]), checked by import-linter."""
+    lint_imports = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
+    if not Path(lint_imports).exists():
+        pytest.skip("import-linter is not installed (pip install -e '.[dev]')")
+    result = subprocess.run([lint_imports, "--no-cache"], cwd=PACKAGE.parent, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "0 broken" in result.stdout
 
 
 def test_ruff_is_clean() -> None:

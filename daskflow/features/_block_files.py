@@ -6,8 +6,8 @@ One uncompressed ``.npz`` per block: the CSR arrays (``data``, ``indices``, ``in
 This module imports only NumPy, SciPy and fsspec, because every task that reads a block
 unpickles it on a worker: reading through ``_store`` (pandas, pyarrow, dask.dataframe)
 raised an idle worker's RSS from 136 MB to 261 MB, most of a small ``memory_limit``
-(issue 3). ``Block`` itself is imported only where a whole block is built, since its module
-imports pandas and pyarrow (+74 MB); ``read_counts`` never needs it.
+(docs/als.md, section 6). ``Block`` has a NumPy/SciPy-only module of its own
+(``features/_block.py``), so unpickling one is light too; ``read_counts`` never needs it.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ log = logging.getLogger("daskflow")
 SUCCESS_MARKER = "_SUCCESS"
 
 # Protocols whose fsspec implementation lives in an optional package, with the extra
-# that installs it (STYLE.md rule 11: lazy optional imports with an install hint).
+# that installs it (lazy optional imports with an install hint: docs/development.md).
 _EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "abfs": "azure", "az": "azure",
            "abfss": "azure"}
 

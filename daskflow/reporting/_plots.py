@@ -45,7 +45,7 @@ def _plot(function: _Plot) -> _Plot:
     def wrapper(*args: Any, **kwargs: Any) -> Path:
         try:
             import matplotlib.style
-        except ImportError as exc:  # a core dependency, but keep the hint (STYLE.md rule 11)
+        except ImportError as exc:  # a core dependency, but keep the hint (docs/development.md)
             raise ImportError("daskflow.reporting needs matplotlib: pip install 'matplotlib>=3.8'") from exc
         # The user's matplotlibrc must not change the output: same data, same bytes.
         with matplotlib.style.context("default"):

@@ -284,7 +284,7 @@ def test_block_pass_derivatives_and_sparse_equal_dense(loss: str) -> None:
 
 
 def test_kernel_module_imports_neither_dask_nor_scikit_learn() -> None:
-    """STYLE.md rule 3, and light workers: unpickling a block task loads only NumPy/SciPy/Numba."""
+    """Kernels apart from Dask, and light workers: unpickling a block task loads only NumPy/SciPy/Numba."""
     tree = ast.parse(Path(kernels.__file__).read_text())
     names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
