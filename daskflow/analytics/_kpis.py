@@ -142,9 +142,11 @@ def user_days(events: dd.DataFrame, *, user: str, time: str, where: list[Any] | 
                           f"{key}.active.where")
     meta = pd.DataFrame({user: pd.Series([], dtype=events.dtypes[user]), "day": pd.Series([], dtype="int64"),
                          "events": pd.Series([], dtype="int64")})
-    partial = chosen[[user, time]].map_partitions(_partial_counts, user, time, meta=meta)
+    partial = chosen[[user, time]].map_partitions(_partial_counts, user, time, meta=meta,
+                                                  token="kpis-user-day-partial")
     shuffled = partial.shuffle(on=user)
-    return shuffled.map_partitions(_final_counts, user, min_events, meta=meta[[user, "day"]])
+    return shuffled.map_partitions(_final_counts, user, min_events, meta=meta[[user, "day"]],
+                                   token="kpis-user-days")
 
 
 def _active_part(part: pd.DataFrame, user: str, windows: tuple[int, ...]) -> pd.DataFrame:
@@ -200,18 +202,19 @@ def activity_kpis(events: dd.DataFrame, *, user: str, time: str, where: list[Any
     windows = (1, wau_days, mau_days)
     active_meta = pd.DataFrame({"day": pd.Series([], dtype="int64"),
                                 **{f"active_{w}": pd.Series([], dtype="int64") for w in windows}})
-    active = days.map_partitions(_active_part, user, windows, meta=active_meta).groupby("day").sum()
+    active = days.map_partitions(_active_part, user, windows, meta=active_meta,
+                                 token="kpis-active").groupby("day").sum()
     lifecycle_meta = pd.DataFrame({c: pd.Series([], dtype="int64")
                                    for c in ("period", "new", "returning", "resurrected", "dormant")})
     lifecycle = days.map_partitions(_lifecycle_part, user, lifecycle_period,
-                                    meta=lifecycle_meta).groupby("period").sum()
+                                    meta=lifecycle_meta, token="kpis-lifecycle").groupby("period").sum()
     retention_input = days
     tasks: list[Any] = [active, lifecycle, events[time].min(), events[time].max()]
     if signups is not None:
         _require(signups, [user], "the users table", f"{key}.retention.users (its user column {user!r})")
         _require(signups, [signup_column], "the users table", f"{key}.retention.signup")
         cohorts = signups[[user, signup_column]].map_partitions(
-            _signup_cohorts, user, signup_column, retention_period,
+            _signup_cohorts, user, signup_column, retention_period, token="kpis-cohorts",
             meta=pd.DataFrame({user: pd.Series([], dtype=signups.dtypes[user]),
                                "cohort": pd.Series([], dtype="int64")}))
         # One cohort per user: the first signup row counts (a repeated row must not split a user).
@@ -220,7 +223,8 @@ def activity_kpis(events: dd.DataFrame, *, user: str, time: str, where: list[Any
         tasks.append(cohorts.groupby("cohort")[user].count())
     retention_meta = pd.DataFrame({c: pd.Series([], dtype="int64")
                                    for c in ("cohort", "offset", "on", "last")})
-    retention = retention_input.map_partitions(_retention_part, user, retention_period, meta=retention_meta)
+    retention = retention_input.map_partitions(_retention_part, user, retention_period, meta=retention_meta,
+                                               token="kpis-retention")
     tasks.insert(2, retention.groupby(["cohort", "offset"]).sum().reset_index())
     results = compute(tasks, client)
     active_counts, lifecycle_counts_, retention_counts_, first, last = results[:5]

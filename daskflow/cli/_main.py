@@ -224,7 +224,11 @@ def _resume_hint(args: argparse.Namespace, exc: BaseException) -> str:
 
 
 def _setup_logging(quiet: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    from daskflow._progress import TerminalHandler
+
+    # Progress bars on a terminal, one line every few seconds elsewhere; per-iteration
+    # detail only in run.log (docs/architecture.md, "Progress").
+    handler = TerminalHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
     # Its own level: the runner lowers the logger's to INFO for run.log, and -q must hold.
     handler.setLevel(logging.WARNING if quiet else logging.INFO)

@@ -32,6 +32,11 @@ __all__ = [
     "TuneConfig",
     "PredictConfig",
     "ConversionConfig",
+    "ClassifyConfig",
+    "ClassifySelectionConfig",
+    "TableConfig",
+    "TableLabelConfig",
+    "TableSplitConfig",
     "ConversionSourcesConfig",
     "ClassifierConfig",
     "ConversionSplitConfig",
@@ -381,8 +386,104 @@ class InteractionsConfig(_Section):
         return self
 
 
+#: A value of a label or split column as YAML writes it.
+ColumnValue = str | bool | int | float
+
+
+class TableLabelConfig(_Section):
+    """The binary label of the entity table: a column and its positive value."""
+
+    column: str = Field(min_length=1, description="The label column; exactly two distinct values (rows "
+                        "without a value are scored, not fitted).")
+    positive: ColumnValue = Field(description="The value that is the positive class, e.g. \"yes\" or 1.")
+
+
+class TableSplitConfig(_Section):
+    """Which rows of the entity table train and which test: by a column, a hash, or a time."""
+
+    column: str | None = Field(None, description="A column naming each row's side (with train and test).")
+    train: tuple[ColumnValue, ...] = Field((), description="split.column: the value(s) of training rows.")
+    test: tuple[ColumnValue, ...] = Field((), description="split.column: the value(s) of test rows; rows "
+                                          "with other values are scored only.")
+    hash: str | None = Field(None, description="A column (usually the id) whose stable hash draws the test "
+                             "rows.")
+    test_size: float | None = Field(None, gt=0, lt=1, description="split.hash: the share of test rows "
+                                    "(default 0.2).")
+    time: str | None = Field(None, description="A timestamp column: rows before the cutoff train, the "
+                             "others test.")
+    cutoff: str | None = Field(None, description="split.time: the cutoff, an ISO date or timestamp (UTC "
+                               "unless it names a zone).")
+
+    @field_validator("train", "test", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return value if isinstance(value, list | tuple) else (value,)
+
+    @field_validator("cutoff", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> Any:
+        import datetime
+
+        return value.isoformat() if isinstance(value, datetime.date) else value
+
+    @field_validator("cutoff")
+    @classmethod
+    def _a_time(cls, value: str | None) -> str | None:
+        import datetime
+
+        if value is not None:
+            try:
+                datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                raise ValueError(f"expected an ISO date or timestamp such as 2026-01-01 or "
+                                 f"2026-01-01T00:00:00Z, got {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TableSplitConfig:
+        kinds = [k for k in ("column", "hash", "time") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"give exactly one of column (with train and test), hash (with test_size) or "
+                             f"time (with cutoff), got {', '.join(kinds) or 'none'}")
+        kind = kinds[0]
+        if kind == "column" and not (self.train and self.test):
+            raise ValueError("split.column needs train and test: the column's value(s) for each side")
+        if kind == "column" and set(map(str, self.train)) & set(map(str, self.test)):
+            raise ValueError(f"split.train and split.test share value(s) "
+                             f"{sorted(set(map(str, self.train)) & set(map(str, self.test)))}")
+        if kind == "time" and self.cutoff is None:
+            raise ValueError("split.time needs cutoff, e.g. cutoff: 2026-01-01")
+        others = {"train": self.train and kind != "column", "test": self.test and kind != "column",
+                  "test_size": self.test_size is not None and kind != "hash",
+                  "cutoff": self.cutoff is not None and kind != "time"}
+        extra = [key for key, present in others.items() if present]
+        if extra:
+            raise ValueError(f"split.{', split.'.join(extra)} do(es) not apply to a split by {kind}: remove")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "column" if self.column is not None else "hash" if self.hash is not None else "time"
+
+
+class TableConfig(_Section):
+    """The entity table for classifiers: one row per entity of a source (docs/features.md)."""
+
+    source: str = Field(min_length=1, description="The data.sources entry with one row per entity.")
+    id: str = Field(min_length=1, description="The entity's ID column; unique.")
+    label: TableLabelConfig
+    split: TableSplitConfig
+    categorical: tuple[str, ...] | None = Field(None, description="Columns to one-hot encode.")
+    numeric: tuple[str, ...] | None = Field(None, description="Columns to standardise.")
+    log: tuple[str, ...] = Field((), description="Numeric columns taken as log1p before scaling.")
+    drop: tuple[str, ...] = Field((), description="Columns not used. Every column not named anywhere is a "
+                                  "feature, its role inferred from its type (logged).")
+
+
 class FeaturesConfig(_Section):
     interactions: InteractionsConfig = InteractionsConfig()
+    table: TableConfig | None = Field(None, description="The entity table the classify, tune and score "
+                                      "stages use instead of the sample lake's conversion features.")
 
 
 #: ContentToFactors' parameters a config may set under model.content.params.
@@ -610,10 +711,24 @@ class ConversionConfig(_Section):
             if entry.model != "logistic_regression" or entry.params.get("solver") != "sgd":
                 raise ValueError(f"conversion.convergence.model {self.convergence.model!r} must be a "
                                  "logistic_regression with params.solver: sgd")
-        if self.score.model is not None and self.score.model not in self.models:
-            raise ValueError(f"conversion.score.model {self.score.model!r} is not in conversion.models "
-                             f"({names})")
-        return self
+        return self  # score.model: Config (it may name a classify.models entry)
+
+
+class ClassifySelectionConfig(_Section):
+    """How score picks its model when conversion.score.model is unset: validation on training rows only."""
+
+    metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = "roc_auc"
+    folds: int = Field(3, ge=2, description="k of stratified k-fold over the training rows.")
+    holdout: float | None = Field(None, gt=0, lt=1, description="Validate on one stratified share of the "
+                                  "training rows instead of k folds.")
+
+
+class ClassifyConfig(_Section):
+    """The classifiers of the classify, tune and score stages (the generic home of conversion.models)."""
+
+    models: dict[str, ClassifierConfig] | None = Field(None, min_length=1, description="Name -> "
+                                                       "classifier; default conversion.models.")
+    selection: ClassifySelectionConfig = ClassifySelectionConfig()
 
 
 class AbtestAssignmentsConfig(_Section):
@@ -811,6 +926,7 @@ class Config(_Section):
     model: ModelConfig = ModelConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     conversion: ConversionConfig = ConversionConfig()
+    classify: ClassifyConfig = ClassifyConfig()
     tune: TuneConfig | None = None
     abtest: AbtestConfig | None = None
     kpis: KpisConfig | None = None
@@ -827,7 +943,12 @@ class Config(_Section):
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
         source = self.features.interactions.source
-        if source not in self.data.sources:
+        stages = set(self.experiment.stages)
+        tunes_recommender = "tune" in stages and self.tune is not None and self.tune.target == "recommender"
+        # Only a stage that reads the interactions' source demands it (issue 11: a churn table's
+        # classify run was refused for the recommender's default source 'listens').
+        if ({"kpis", "interactions", "train", "evaluate", "predict"} & stages or tunes_recommender) \
+                and source not in self.data.sources:
             raise ValueError(f"features.interactions.source is {source!r} but data.sources has only "
                              f"{', '.join(sorted(self.data.sources))}")
         content = self.model.content
@@ -842,18 +963,39 @@ class Config(_Section):
         conversion_stages = {"features", "classify", "score"} & set(self.experiment.stages)
         if "tune" in self.experiment.stages and self.tune is not None and self.tune.target == "conversion":
             conversion_stages.add("tune")
-        if conversion_stages:
+        table = self.features.table
+        if conversion_stages and table is not None and table.source not in self.data.sources:
+            raise ValueError(f"features.table.source is {table.source!r} but data.sources has only "
+                             f"{', '.join(sorted(self.data.sources))}")
+        if conversion_stages and table is None:
             wanted = self.conversion.sources.model_dump().items()
             missing = [f"{role}={name!r}" for role, name in wanted if name not in self.data.sources]
             if missing:
                 raise ValueError(f"stage(s) {sorted(conversion_stages)} read conversion.sources "
                                  f"{', '.join(missing)}, missing from data.sources (has "
                                  f"{', '.join(sorted(self.data.sources))})")
+        if self.classify.models is not None and "models" in self.conversion.model_fields_set:
+            raise ValueError("both classify.models and conversion.models are given: keep one "
+                             "(classify.models is the generic home; conversion.models the older spelling)")
+        key, models = self.classifiers_key, self.classifiers
         if self.tune is not None and self.tune.target == "conversion" and self.tune.model is not None \
-                and self.tune.model not in self.conversion.models:
-            raise ValueError(f"tune.model {self.tune.model!r} is not in conversion.models "
-                             f"({', '.join(self.conversion.models)})")
+                and self.tune.model not in models:
+            raise ValueError(f"tune.model {self.tune.model!r} is not in {key} ({', '.join(models)})")
+        score_model = self.conversion.score.model
+        if score_model is not None and score_model not in models:
+            raise ValueError(f"conversion.score.model {score_model!r} is not in {key} ({', '.join(models)})")
         return self
+
+    @property
+    def classifiers(self) -> dict[str, ClassifierConfig]:
+        """The classifiers of classify, tune and score: classify.models, else conversion.models."""
+        models = self.classify.models if self.classify.models is not None else self.conversion.models
+        return dict(models)
+
+    @property
+    def classifiers_key(self) -> str:
+        """Where :attr:`classifiers` come from, for messages."""
+        return "classify.models" if self.classify.models is not None else "conversion.models"
 
 
 def stages_to_run(config: Config) -> list[str]:

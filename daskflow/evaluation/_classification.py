@@ -21,7 +21,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from daskflow._dask import compute
+from daskflow._dask import compute, named
 from daskflow._errors import DataError, ParameterError
 from daskflow.evaluation._classification_kernels import (
     ScoreTable,
@@ -262,7 +262,7 @@ def evaluate_classifier(y_true: Any, y_score: Any, *, sample_weight: Any = None,
     inputs = {"y_true": y_true, "y_score": y_score, "sample_weight": sample_weight}
     if any(dask.is_dask_collection(value) for value in inputs.values()):
         table = _dask_table(inputs)
-        report = dask.delayed(_report, pure=True)(table, depths, n_bins, probabilities)
+        report = named(_report, "evaluate-classifier-report", pure=True)(table, depths, n_bins, probabilities)
         return compute([report], client)[0]
     arrays = {name: None if value is None else _to_numpy(value, name) for name, value in inputs.items()}
     return _report(score_table(arrays["y_true"], arrays["y_score"], arrays["sample_weight"]),
@@ -368,12 +368,12 @@ def _dask_table(inputs: dict[str, Any]) -> Any:
     else:
         blocks = _aligned_blocks(present)
     n_blocks = len(blocks["y_score"])
-    tables = [dask.delayed(_block_table, pure=True)(blocks["y_true"][i], blocks["y_score"][i],
-                                                    blocks["sample_weight"][i] if "sample_weight" in blocks
-                                                    else None, i)
+    block_table = named(_block_table, "evaluate-classifier-block", pure=True)
+    tables = [block_table(blocks["y_true"][i], blocks["y_score"][i],
+                          blocks["sample_weight"][i] if "sample_weight" in blocks else None, i)
               for i in range(n_blocks)]
     while len(tables) > 1:
-        tables = [dask.delayed(merge_tables, pure=True)(*tables[i:i + _MERGE_FAN_IN])
+        tables = [named(merge_tables, "evaluate-classifier-merge", pure=True)(*tables[i:i + _MERGE_FAN_IN])
                   for i in range(0, len(tables), _MERGE_FAN_IN)]
     return tables[0]
 

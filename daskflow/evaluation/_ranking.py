@@ -8,6 +8,7 @@ from typing import Any
 import dask
 import numpy as np
 
+from daskflow._dask import compute, named
 from daskflow._errors import DataError
 from daskflow.evaluation._kernels import METRICS, auc_sums, ranking_sums
 from daskflow.features import InteractionMatrix
@@ -39,9 +40,9 @@ def evaluate_ranking(model: Any, train: InteractionMatrix, test: InteractionMatr
         raise DataError(f"train {train.shape} and test {test.shape} matrices do not line up: split "
                         "them from one matrix with leave_k_out_split")
     model_task = dask.delayed(model, pure=True)
-    parts = [dask.delayed(_block_sums)(model_task, tr, te, ks, tuple(metrics))
+    parts = [named(_block_sums, "evaluate-ranking")(model_task, tr, te, ks, tuple(metrics))
              for tr, te in zip(train.user_blocks, test.user_blocks)]
-    sums = client.gather(client.compute(parts)) if client is not None else dask.compute(*parts)
+    sums = compute(parts, client)  # with progress on the terminal if it takes a while
     total: dict[str, float] = {}
     for part in sums:
         for key, value in part.items():

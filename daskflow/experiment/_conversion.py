@@ -19,6 +19,7 @@ import numpy as np
 from daskflow._dask import compute, persist
 from daskflow._errors import DataError
 from daskflow.config import Config
+from daskflow.experiment import _classify as table_mode
 from daskflow.experiment._rundir import plots_dir
 from daskflow.io import open_filesystem, write_parquet
 
@@ -37,12 +38,18 @@ class ConversionState:
     test: tuple[Any, Any] | None = None
     models: dict[str, Any] = field(default_factory=dict)
     reports: dict[str, Any] = field(default_factory=dict)
+    table: Any = None                        # the EntityTable of features.table, when set
+    #: Validation score on the training rows of each model (classify.selection): score's choice.
+    validation: dict[str, float] = field(default_factory=dict)
 
 
 def stage_features(config: Config, state: Any, read_source: Any) -> None:
     """Build (or reuse) the per-user feature table and summarise its population."""
     from daskflow.features import build_conversion_features, load_features, save_features
 
+    if config.features.table is not None:  # the user's own entity table (issue 11)
+        table_mode.table_features(config, state, read_source)
+        return
     spec = config.conversion
     reuse = spec.features_uri is not None and _exists(spec.features_uri, spec.storage_options)
     if reuse:
@@ -78,7 +85,11 @@ def _exists(uri: str, storage_options: dict[str, Any]) -> bool:
 
 
 def stage_classify(config: Config, state: Any) -> None:
-    """Train every configured classifier on the training users; evaluate on the test users."""
+    """Train every configured classifier on the training rows; evaluate on the test rows.
+
+    When score is to choose among several models, each is also validated on the training
+    rows (classify.selection): the choice never sees a test row.
+    """
     from daskflow.evaluation import evaluate_classifier
     from daskflow.models import make_model
     from daskflow.reporting import plot_calibration, plot_gains, plot_roc
@@ -90,19 +101,27 @@ def stage_classify(config: Config, state: Any) -> None:
     n_train, n_test = X_train.shape[0], X_test.shape[0]
     (y_true,) = compute([y_test], state.client)
     results: dict[str, Any] = {}
-    for name, entry in spec.models.items():
-        model = make_model(entry.model, entry.params, where=f"conversion.models.{name}")
+    choosing = table_mode.needs_choice(config, state)
+    for name, entry in config.classifiers.items():
+        model = make_model(entry.model, entry.params, where=f"{config.classifiers_key}.{name}")
         started = time.perf_counter()
         model.fit(X_train, y_train, client=state.client)
         fit_seconds = time.perf_counter() - started
+        validation = {}
+        if choosing:
+            conv.validation[name] = table_mode.validation_score(config, state, model)
+            validation = {"validation_" + config.classify.selection.metric: round(conv.validation[name], 6)}
         results[name] = _evaluate(model, name, X_test, y_true, spec, state, evaluate_classifier)
         results[name] = {"model": entry.model, "params": entry.params, "fit_seconds": round(fit_seconds, 3),
-                         **_curves_summary(model), **results[name]}
+                         **_curves_summary(model), **validation, **results[name]}
         conv.models[name] = model
-    metrics = state.metrics.setdefault("conversion", {})
-    metrics.update({"split": {"by": spec.split.by, "train_users": int(n_train), "test_users": int(n_test),
-                              "features": list(conv.encoder.get_feature_names_out())},
-                    "models": results})
+    metrics = state.metrics.setdefault(table_mode.metrics_section(config), {})
+    if conv.table is not None:
+        split = table_mode.split_summary(config, state)
+    else:
+        split = {"by": spec.split.by, "train_users": int(n_train), "test_users": int(n_test),
+                 "features": list(conv.encoder.get_feature_names_out())}
+    metrics.update({"split": split, "models": results})
     plots = plots_dir(state.work_dir)
     plot_roc(conv.reports, plots / "roc.png")
     plot_gains(conv.reports, plots / "gains.png")
@@ -196,9 +215,9 @@ def _tune_classifier(config: Config, state: Any) -> None:
     conv = state.conversion
     if conv.train is None:  # tune without classify: split and encode here
         _split_and_encode(config, state)
-    name = spec.model or next(iter(config.conversion.models))
-    entry = config.conversion.models[name]
-    estimator = make_model(entry.model, entry.params, where=f"conversion.models.{name}")
+    name = spec.model or next(iter(config.classifiers))
+    entry = config.classifiers[name]
+    estimator = make_model(entry.model, entry.params, where=f"{config.classifiers_key}.{name}")
     metric = spec.resolved_metric
     X_train, y_train = conv.train
     result = search(estimator, spec.params, X_train, y_train, method=spec.method, n_trials=spec.n_trials,
@@ -210,8 +229,12 @@ def _tune_classifier(config: Config, state: Any) -> None:
     report = _evaluate(result.best_estimator, tuned, conv.test[0], y_true, config.conversion, state,
                        evaluate_classifier)
     conv.models[tuned] = result.best_estimator
-    state.metrics.setdefault("conversion", {}).setdefault("models", {})[tuned] = {
-        "model": entry.model, "params": {**entry.params, **result.best_params}, **report}
+    validation = {}
+    if table_mode.needs_choice(config, state):  # the tuned model competes on the same training folds
+        conv.validation[tuned] = table_mode.validation_score(config, state, result.best_estimator)
+        validation = {"validation_" + config.classify.selection.metric: round(conv.validation[tuned], 6)}
+    state.metrics.setdefault(table_mode.metrics_section(config), {}).setdefault("models", {})[tuned] = {
+        "model": entry.model, "params": {**entry.params, **result.best_params}, **validation, **report}
     state.metrics["tune"] = {"model": name, **summary, "test_" + metric: report.get(metric)}
 
 
@@ -236,6 +259,9 @@ def _split_and_encode(config: Config, state: Any) -> None:
     """Split exposed users into train and test; fit the encoder on train; persist both sides."""
     from daskflow.features import ConversionEncoder, split_users
 
+    if state.conversion.table is not None:
+        table_mode.split_and_encode_table(config, state)
+        return
     spec = config.conversion
     conv = state.conversion
     train, test = split_users(conv.features, test_size=spec.split.test_size, by=spec.split.by,
@@ -284,8 +310,11 @@ def stage_score(config: Config, state: Any) -> None:
 
     spec = config.conversion.score
     conv = state.conversion
-    aucs = {name: state.metrics["conversion"]["models"][name]["roc_auc"] for name in conv.models}
-    name = spec.model or max(aucs, key=aucs.get)
+    # Chosen on the training rows only (classify.selection), never by a test score (issue 11).
+    name = table_mode.chosen_model(config, state)
+    if conv.table is not None:
+        table_mode.score_table(config, state, name)
+        return
     model = conv.models[name]
     meta = pd.DataFrame({"user_id": pd.Series([], dtype=conv.features["user_id"].dtype),
                          "p_convert": pd.Series([], dtype="float64")})

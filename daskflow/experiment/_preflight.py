@@ -64,8 +64,8 @@ def check_models(config: Config, stages: list[str]) -> None:
     if {"train", "evaluate", "predict"} & set(stages) or tunes_recommender:
         check_model_params(make_model(config.model.name, config.model.params), where="model")
     if {"classify", "tune"} & set(stages):
-        for name, entry in config.conversion.models.items():
-            where = f"conversion.models.{name}"
+        for name, entry in config.classifiers.items():
+            where = f"{config.classifiers_key}.{name}"
             check_model_params(make_model(entry.model, entry.params, where=where), where=where)
 
 
@@ -111,7 +111,9 @@ def source_reads(config: Config, stages: list[str]) -> list[tuple[str, list[str]
     content = config.model.content
     if content is not None and {"train", "evaluate"} & set(stages):
         reads.append((content.source, None if content.columns is None else [content.id, *content.columns]))
-    if "features" in stages and not _features_reused(config):
+    if "features" in stages and config.features.table is not None:
+        reads.append((config.features.table.source, None))
+    elif "features" in stages and not _features_reused(config):
         roles = config.conversion.sources
         reads.extend((name, None) for name in (roles.listens, roles.users, roles.impressions,
                                                roles.conversions))
@@ -171,6 +173,11 @@ def check_sources(config: Config, stages: list[str]) -> None:
             # same source another stage reads only some columns of (kpis' listens): keep the full read.
             frames[name] = frame
     _check_interaction_types(config, stages, frames)
+    table = config.features.table
+    if "features" in stages and table is not None and table.source in frames:
+        from daskflow.experiment._classify import check_table_source
+
+        check_table_source(config, frames[table.source])
     content = config.model.content
     if content is not None and content.source in frames:
         present = [str(c) for c in frames[content.source].columns]

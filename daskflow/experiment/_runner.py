@@ -15,11 +15,13 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from daskflow._errors import ConfigError, DataError, OutputError, RunInterrupted
+from daskflow._progress import stage_label
 from daskflow._version import __version__
 from daskflow.cluster import connect, dashboard_link
 from daskflow.config import Config, config_to_yaml, redact_data
@@ -277,16 +279,38 @@ def _run_stages(config: Config, stages: list[str], run_id: str, work_dir: Path, 
         state = _State(client=client, work_dir=work_dir, metrics=metrics, resumed=resumed,
                        publish=outputs)
         if config.data.sample is not None:
-            _timed(state, "sample", lambda: _ensure_sample(config, client))
+            with _stage_scope("sample"):
+                _timed(state, "sample", lambda: _ensure_sample(config, client))
         with report:
             for stage in stages:
                 log.info("stage %s ...", stage)
-                _timed(state, stage, lambda stage=stage: _STAGE_FUNCTIONS[stage](config, state))
+                with _stage_scope(stage):
+                    _timed(state, stage, lambda stage=stage: _STAGE_FUNCTIONS[stage](config, state))
         if fitted is not None:
             fitted.update({config.model.name: state.model} if state.model is not None else {})
             fitted.update(state.conversion.models)
     metrics["wall_time_s"] = round(time.time() - started, 3)
     return metrics
+
+
+@contextlib.contextmanager
+def _stage_scope(stage: str) -> Iterator[None]:
+    """Mark the tasks a stage submits and label its progress.
+
+    distributed's span ``daskflow-<stage>`` groups the stage's tasks on the dashboard's
+    fine performance metrics page (the task prefixes name the kernels, the span the
+    stage); the label names the stage in progress lines its code does not name itself.
+    DataFrame graphs (dask's query planner) drop annotations, spans included, with a
+    UserWarning on every frame built: silenced here, as nothing is lost that the
+    ``kpis-``/``features-``/``score-`` task prefixes of those tasks do not already say.
+    """
+    import warnings
+
+    from distributed import span
+
+    with span(f"daskflow-{stage}"), stage_label(stage), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Dask annotations .* detected", category=UserWarning)
+        yield
 
 
 def _performance_report(config: Config, work_dir: Path) -> contextlib.AbstractContextManager[Any]:

@@ -144,7 +144,7 @@ def build_conversion_features(listens: dd.DataFrame | pd.DataFrame, users: dd.Da
     inputs = [_by_bucket(dd.concat([people, days, ads, converted]), n_buckets), _by_bucket(pairs, n_buckets)]
     meta = blocks.user_features(*(frame._meta for frame in inputs), start_day=0, **{**settings, "end_ms": 0})
     features = dd.map_partitions(_bucket_features, *inputs, *span, meta=meta, clear_divisions=True,
-                                 align_dataframes=False, **settings)
+                                 align_dataframes=False, token="features-aggregate", **settings)
     (features, *span) = persist([features, *span], client)
     wait_with_progress([features], client=client, label="conversion features")
     _summarize(features, pd.Timestamp(_end_of(end_ms, *compute(span[2:4], client)), unit="ms"), client)
@@ -232,13 +232,18 @@ def _utc(value: Any) -> pd.Timestamp:
     return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo is not None else stamp
 
 
-def _partials(frame: dd.DataFrame, function: Callable[..., pd.DataFrame], **kwargs: Any) -> dd.DataFrame:
-    return frame.map_partitions(function, meta=function(frame._meta, **kwargs), **kwargs)
+def _partials(frame: dd.DataFrame, function: Callable[..., pd.DataFrame], token: str | None = None,
+              **kwargs: Any) -> dd.DataFrame:
+    # Dashboard task prefix after the kernel, e.g. features-listen-day-partials.
+    token = token or "features-" + function.__name__.strip("_").replace("_", "-")
+    return frame.map_partitions(function, meta=function(frame._meta, **kwargs), token=token, **kwargs)
 
 
 def _rows(frame: dd.DataFrame, kernel: Callable[..., pd.DataFrame], source: int,
           schema: dict[str, tuple[Any, Any]], **kwargs: Any) -> dd.DataFrame:
-    return _partials(frame, blocks.partial_rows, kernel=kernel, source=source, schema=schema, **kwargs)
+    token = "features-" + kernel.__name__.strip("_").replace("_", "-")
+    return _partials(frame, blocks.partial_rows, token=token, kernel=kernel, source=source, schema=schema,
+                     **kwargs)
 
 
 #: Up to this many input partitions the shuffles run as plain tasks; above it, dask's
@@ -374,7 +379,7 @@ class ConversionEncoder(TransformerMixin, BaseEstimator):
         if isinstance(frame, pd.DataFrame):
             return self._encode(frame).to_numpy(dtype=np.float64)
         meta = pd.DataFrame({c: pd.Series(dtype=np.float64) for c in self.feature_names_out_})
-        encoded = frame.map_partitions(self._encode, meta=meta)
+        encoded = frame.map_partitions(self._encode, meta=meta, token="features-encode")
         return encoded.to_dask_array(lengths=True)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:

@@ -17,14 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from dask.base import tokenize
 
-from daskflow._dask import compute, persist
+from daskflow._dask import compute, named, persist
 from daskflow._errors import DataError, SchemaError
 from daskflow.features._blocks import (
     Block,
@@ -164,15 +163,16 @@ def build_interactions(listens: dd.DataFrame, *, user_col: str = "user_id",
     item_bounds = block_bounds(len(item_index), block_size)
     n_user_blocks = len(user_bounds) - 1
     # One output per block, so that each block's task fetches only its own pieces.
-    pieces = [dask.delayed(_remap_and_cut, nout=n_user_blocks)(part, ids, user_bounds)
+    pieces = [named(_remap_and_cut, "interactions-cut", nout=n_user_blocks)(part, ids, user_bounds)
               for part in local]
-    user_blocks = [dask.delayed(assemble_block)([p[b] for p in pieces], int(lo), int(hi), len(item_index))
+    assemble = named(assemble_block, "interactions-block-users")
+    user_blocks = [assemble([p[b] for p in pieces], int(lo), int(hi), len(item_index))
                    for b, (lo, hi) in enumerate(zip(user_bounds[:-1], user_bounds[1:]))]
     user_blocks = _persist_spread(user_blocks, client)
     # Drop our references, so the cluster frees the local codes once the blocks hold them.
     del local, ids, pieces
     item_blocks = _transpose(user_blocks, item_bounds, len(user_index), client)
-    nnz = int(sum(compute([dask.delayed(_nnz)(b) for b in user_blocks], client)))
+    nnz = int(sum(compute([named(_nnz, "interactions-nnz")(b) for b in user_blocks], client)))
     log.info("interactions: %d users x %d items, %d non-zeros in %d + %d blocks", len(user_index),
              len(item_index), nnz, len(user_blocks), len(item_blocks))
     return InteractionMatrix((len(user_index), len(item_index)), nnz, user_index, item_index,
@@ -193,7 +193,7 @@ def leave_k_out_split(matrix: InteractionMatrix, *, k: int = 1, min_items: int =
     if k < 1 or min_items <= k:
         raise DataError(f"leave-k-out needs k >= 1 and min_items > k, got k={k}, "
                         f"min_items={min_items}: each evaluated user must keep a training item")
-    halves = [dask.delayed(leave_k_out, nout=2)(block, k, min_items, mode, seed)
+    halves = [named(leave_k_out, "split-leave-out", nout=2)(block, k, min_items, mode, seed)
               for block in matrix.user_blocks]
     train_users = [h[0] for h in halves]
     test_users = [h[1] for h in halves]
@@ -208,7 +208,7 @@ def _with_user_blocks(matrix: InteractionMatrix, user_blocks: Sequence[Any],
                       client: Any) -> InteractionMatrix:
     """A matrix with new user blocks and item blocks rebuilt as their transpose."""
     item_blocks = _transpose(user_blocks, matrix.item_bounds, matrix.n_users, client)
-    nnz = int(sum(compute([dask.delayed(_nnz)(b) for b in user_blocks], client)))
+    nnz = int(sum(compute([named(_nnz, "split-nnz")(b) for b in user_blocks], client)))
     return replace(matrix, nnz=nnz, user_blocks=tuple(user_blocks), item_blocks=tuple(item_blocks))
 
 
@@ -216,8 +216,10 @@ def _transpose(user_blocks: Sequence[Any], item_bounds: np.ndarray, n_users: int
                client: Any) -> list[Any]:
     """Persisted item blocks holding the transpose of ``user_blocks``."""
     n_item_blocks = len(item_bounds) - 1
-    pieces = [dask.delayed(transpose_block, nout=n_item_blocks)(b, item_bounds) for b in user_blocks]
-    item_blocks = [dask.delayed(stack_transposed)([p[b] for p in pieces], int(lo), int(hi), n_users)
+    pieces = [named(transpose_block, "interactions-transpose", nout=n_item_blocks)(b, item_bounds)
+              for b in user_blocks]
+    stack = named(stack_transposed, "interactions-block-items")
+    item_blocks = [stack([p[b] for p in pieces], int(lo), int(hi), n_users)
                    for b, (lo, hi) in enumerate(zip(item_bounds[:-1], item_bounds[1:]))]
     return _persist_spread(item_blocks, client)
 
@@ -325,15 +327,16 @@ def _factorized_parts(listens: dd.DataFrame, token: str, needed: list[str], user
         # A Parquet table as read_table returned it: read it with Arrow, ID columns as
         # dictionaries (no hashing of the rows' strings), in fewer, larger parts than
         # dask's one per file, which means fewer distinct IDs to merge and remap.
-        return [dask.delayed(_read_and_factorize, pure=True)(parts.reader, group, user_col, item_col,
-                                                             weight, time_col, allow_empty_ids)
+        read = named(_read_and_factorize, "interactions-read-factorize", pure=True)
+        return [read(parts.reader, group, user_col, item_col, weight, time_col, allow_empty_ids)
                 for group in parts.groups]
     # map_partitions, not delayed calls on to_delayed(): dask fuses it with the read, so a
     # partition never waits in memory as a frame and there is one task per partition.
     # Partitions become LocalCodes, not frames, so the meta is only a placeholder.
     local = listens[needed].map_partitions(factorize_partition, user_col, item_col, weight,
                                            time_col, allow_empty_ids, meta=pd.Series([], dtype=object),
-                                           enforce_metadata=False, align_dataframes=False)
+                                           enforce_metadata=False, align_dataframes=False,
+                                           token="interactions-factorize")
     return local.to_delayed()
 
 
@@ -383,11 +386,11 @@ def _id_tree(local: list[Any]) -> Any:
     Users and items share the tree: half the tasks, whose overhead is not small next to
     the merges of a partition's few thousand IDs.
     """
-    level = [dask.delayed(_local_ids)(part) for part in local]
+    level = [named(_local_ids, "interactions-ids")(part) for part in local]
     # At least one merge, even for one partition; only the last one sorts.
     while True:
         last = len(level) <= _TREE_WIDTH
-        level = [dask.delayed(_merge_ids)(*level[i:i + _TREE_WIDTH], sort=last)
+        level = [named(_merge_ids, "interactions-ids-merge")(*level[i:i + _TREE_WIDTH], sort=last)
                  for i in range(0, len(level), _TREE_WIDTH)]
         if last:
             return level[0]

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from dask.base import tokenize
 
-from daskflow._dask import compute
+from daskflow._dask import compute, named
 from daskflow._dask import persist as _persist
 from daskflow._errors import DataError
 from daskflow.features._block_files import read_block, write_block
@@ -75,7 +75,8 @@ def save_interactions(matrix: InteractionMatrix, uri: str, *, client: Any = None
                       storage_options: Mapping[str, Any] | None = None, overwrite: bool = False) -> str:
     """Write ``matrix`` under ``uri`` (local path or fsspec URL); returns ``uri``."""
     with atomic_output(uri, storage_options, overwrite=overwrite) as tmp:
-        writes = [dask.delayed(write_block)(f"{tmp}/{side}/block-{index:05d}.npz", block, storage_options)
+        writes = [named(write_block, "interactions-save")(f"{tmp}/{side}/block-{index:05d}.npz", block,
+                                                          storage_options)
                   for side, blocks in (("users", matrix.user_blocks), ("items", matrix.item_blocks))
                   for index, block in enumerate(blocks)]
         compute(writes, client)
@@ -129,7 +130,7 @@ def load_interactions(uri: str, *, client: Any = None, storage_options: Mapping[
                     file, storage_options, dask_key_name=_block_key(uri, storage_options, file))
                     for file in _block_paths(uri, side, counts[side])) for side in _SIDES}
         return StoredInteractionMatrix(*fields, lazy["users"], lazy["items"], uri, storage_options)
-    reads = [dask.delayed(read_block)(file, storage_options)
+    reads = [named(read_block, "interactions-load")(file, storage_options)
              for side in _SIDES for file in _block_paths(uri, side, counts[side])]
     loaded = _persist(reads, client)
     return InteractionMatrix(*fields, tuple(loaded[:counts["users"]]), tuple(loaded[counts["users"]:]))
@@ -140,4 +141,4 @@ def _block_paths(uri: str, side: str, n_blocks: int) -> list[str]:
 
 
 def _block_key(uri: str, storage_options: Mapping[str, Any] | None, path: str) -> str:
-    return f"stored-block-{tokenize(uri, storage_options, path)}"
+    return f"interactions-stored-block-{tokenize(uri, storage_options, path)}"

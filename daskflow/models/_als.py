@@ -12,22 +12,24 @@ concatenated array) and the f x f Gram matrix.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
-import dask
 import numba
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from daskflow._dask import compute, persist
+from daskflow._dask import compute, named, persist
 from daskflow._errors import DataError, ParameterError
 from daskflow._kernels import top_n, top_n_inner_product
+from daskflow._progress import DETAIL, Progress
 from daskflow.io import open_filesystem
 from daskflow.models import _als_checkpoint as checkpoint
 from daskflow.models import _als_content as _content
@@ -221,7 +223,8 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
                             "interrupted fit wrote its checkpoints")
         if hasattr(X, "user_blocks"):
             self._check_memory(X.shape, client)
-            self._fit_blocked(X, client, resume)
+            with self._iterations() as progress:
+                self._fit_blocked(X, client, resume, progress)
             return self._finish_fit(item_content, client)
         X = validate_data(self, X, accept_sparse="csr", dtype=np.float64, reset=True)
         X = sp.csr_matrix(X)
@@ -232,7 +235,8 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
             raise DataError("Negative values in data passed to ImplicitALS.fit: play counts "
                             "must be >= 0; clean the matrix first")
         self._check_memory(X.shape, None)
-        self._fit_in_memory(X, resume)
+        with self._iterations() as progress:
+            self._fit_in_memory(X, resume, progress)
         return self._finish_fit(item_content, client)
 
     def _check_memory(self, shape: tuple[int, int], client: Any) -> None:
@@ -257,7 +261,7 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
             "expected n_factors "
             f"<= {k_max:,} here; lower n_factors, or give the workers more memory")
 
-    def _fit_in_memory(self, X: sp.csr_matrix, resume: bool) -> ImplicitALS:
+    def _fit_in_memory(self, X: sp.csr_matrix, resume: bool, progress: Progress) -> ImplicitALS:
         dtype = np.dtype(self.dtype)
         X.eliminate_zeros()
         users = to_confidence(X, 0, self.confidence, self.alpha, self.epsilon, dtype)
@@ -277,7 +281,7 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
         threads = numba.get_num_threads()
         user_chunks = balanced_chunks(users.indptr, self.n_factors, 16 * threads)
         item_chunks = balanced_chunks(items.indptr, self.n_factors, 16 * threads)
-        self._start_curves(meta)
+        self._start_curves(meta, progress)
         solver = 0 if self.solver == "cg" else 1
         for iteration in range(start, self.n_iter):
             started = time.perf_counter()
@@ -292,7 +296,7 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
             self._check_finite(V, "item", iteration, failures_i)
             if self.compute_loss:  # the item half-step's loss lacks only λ‖U‖²
                 loss += self.regularization * squared_norm(U)
-            self._end_iteration(iteration, started, loss)
+            self._end_iteration(iteration, started, loss, progress)
             if self._checkpoint_due(iteration):
                 directory = checkpoint.iteration_dir(self.checkpoint_dir, iteration + 1)
                 checkpoint.save_block(directory, "users", 0, U, self.storage_options)
@@ -303,7 +307,7 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
         self.n_users_ = n_users
         return self
 
-    def _fit_blocked(self, matrix: Any, client: Any, resume: bool) -> ImplicitALS:
+    def _fit_blocked(self, matrix: Any, client: Any, resume: bool, progress: Progress) -> ImplicitALS:
         dtype = np.dtype(self.dtype)
         if matrix.nnz == 0:
             raise DataError("cannot fit ImplicitALS on an empty interaction matrix: check the data "
@@ -319,22 +323,26 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
             user_blocks = [(path, matrix.storage_options, *conf) for path in files[0]]
             item_blocks = [(path, matrix.storage_options, *conf) for path in files[1]]
         else:
-            user_blocks = [dask.delayed(block_confidence)(b, *conf) for b in matrix.user_blocks]
-            item_blocks = [dask.delayed(block_confidence)(b, *conf) for b in matrix.item_blocks]
+            user_blocks = [named(block_confidence, "als-confidence-users")(b, *conf)
+                           for b in matrix.user_blocks]
+            item_blocks = [named(block_confidence, "als-confidence-items")(b, *conf)
+                           for b in matrix.item_blocks]
         ub, ib = matrix.user_bounds, matrix.item_bounds
         meta = self._resume_meta(shape) if resume else None
         start = meta["iteration"] if meta else 0
         if meta is not None:
             load = (meta["directory"], self.storage_options)
-            U = [dask.delayed(checkpoint.load_rows)(load[0], "users", meta["user_bounds"], int(lo), int(hi),
-                                                    load[1], dtype) for lo, hi in zip(ub[:-1], ub[1:])]
-            V = [dask.delayed(checkpoint.load_rows)(load[0], "items", meta["item_bounds"], int(lo), int(hi),
-                                                    load[1], dtype) for lo, hi in zip(ib[:-1], ib[1:])]
+            load_rows = named(checkpoint.load_rows, "als-resume-load")
+            U = [load_rows(load[0], "users", meta["user_bounds"], int(lo), int(hi), load[1], dtype)
+                 for lo, hi in zip(ub[:-1], ub[1:])]
+            V = [load_rows(load[0], "items", meta["item_bounds"], int(lo), int(hi), load[1], dtype)
+                 for lo, hi in zip(ib[:-1], ib[1:])]
         else:
-            U = [dask.delayed(initial_factors)(int(lo), int(hi), self.n_factors, self.random_state, _USERS,
-                                               dtype) for lo, hi in zip(ub[:-1], ub[1:])]
-            V = [dask.delayed(initial_factors)(int(lo), int(hi), self.n_factors, self.random_state, _ITEMS,
-                                               dtype) for lo, hi in zip(ib[:-1], ib[1:])]
+            init = named(initial_factors, "als-init-factors")
+            U = [init(int(lo), int(hi), self.n_factors, self.random_state, _USERS, dtype)
+                 for lo, hi in zip(ub[:-1], ub[1:])]
+            V = [init(int(lo), int(hi), self.n_factors, self.random_state, _ITEMS, dtype)
+                 for lo, hi in zip(ib[:-1], ib[1:])]
         if streamed:
             solve = solve_stored_block
             U, V = persist(U, client), persist(V, client)
@@ -346,22 +354,22 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
             user_blocks = [(b,) for b in persisted[:nu]]
             item_blocks = [(b,) for b in persisted[nu:nu + ni]]
             U, V = persisted[nu + ni:2 * nu + ni], persisted[2 * nu + ni:]
-        self._start_curves(meta)
+        self._start_curves(meta, progress)
         for iteration in range(start, self.n_iter):
             started = time.perf_counter()
-            U, user_stats = self._half_step(solve, user_blocks, U, V, client, compute_loss=False)
+            U, user_stats = self._half_step(solve, user_blocks, U, V, client, compute_loss=False,
+                                            side="users")
             self._check_stats(user_stats, "user", iteration)
-            V, item_stats = self._half_step(solve, item_blocks, V, U, client, self.compute_loss)
+            V, item_stats = self._half_step(solve, item_blocks, V, U, client, self.compute_loss, side="items")
             self._check_stats(item_stats, "item", iteration)
             # The item half-step's loss lacks only λ‖U‖² (its system holds λ‖v‖²).
             loss = item_stats["loss"] + self.regularization * user_stats["squared_norm"]
-            self._end_iteration(iteration, started, loss)
+            self._end_iteration(iteration, started, loss, progress)
             if self._checkpoint_due(iteration):
                 directory = checkpoint.iteration_dir(self.checkpoint_dir, iteration + 1)
-                writes = [dask.delayed(checkpoint.save_block)(directory, "users", b, u, self.storage_options)
-                          for b, u in enumerate(U)]
-                writes += [dask.delayed(checkpoint.save_block)(directory, "items", b, v, self.storage_options)
-                           for b, v in enumerate(V)]
+                save = named(checkpoint.save_block, "als-checkpoint-save")
+                writes = [save(directory, "users", b, u, self.storage_options) for b, u in enumerate(U)]
+                writes += [save(directory, "items", b, v, self.storage_options) for b, v in enumerate(V)]
                 compute(writes, client)
                 self._commit(iteration, shape, ub.tolist(), ib.tolist())
         self.user_factors_ = np.concatenate(compute(U, client))
@@ -372,7 +380,7 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
         return self
 
     def _half_step(self, solve: Any, blocks: list[tuple[Any, ...]], factors: list[Any], other: list[Any],
-                   client: Any, compute_loss: bool) -> tuple[list[Any], dict[str, float]]:
+                   client: Any, compute_loss: bool, side: str) -> tuple[list[Any], dict[str, float]]:
         """Solve one side's blocks given the other side; returns (new blocks, summed stats).
 
         ``solve`` is ``solve_block`` with each block's leading argument its persisted
@@ -381,10 +389,16 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
         only the few stats numbers travel back.
         """
         # One concatenated array of the other side per half-step: each worker fetches it once.
-        other_all = dask.delayed(np.concatenate)(other)
-        other_gram = _tree_sum([dask.delayed(gram)(o) for o in other])
-        results = [dask.delayed(solve, nout=2)(*block, mine, other_all, other_gram, self.regularization,
-                                               self.solver, self.cg_steps, compute_loss)
+        # Named for the side solved (dashboard: als-solve-users / als-solve-items); the Gram
+        # matrix and the gathered factors are of the other side.
+        other_side = "items" if side == "users" else "users"
+        other_all = named(np.concatenate, f"als-gather-{other_side}")(other)
+        other_gram = _tree_sum([named(gram, f"als-gram-{other_side}")(o) for o in other],
+                               prefix=f"als-gram-{other_side}-sum")
+        streamed = "-streamed" if solve is solve_stored_block else ""  # reads its block from its file
+        solve_side = named(solve, f"als-solve-{side}{streamed}", nout=2)
+        results = [solve_side(*block, mine, other_all, other_gram, self.regularization, self.solver,
+                              self.cg_steps, compute_loss)
                    for block, mine in zip(blocks, factors)]
         persisted = persist([r[0] for r in results] + [r[1] for r in results], client)
         new, stats = persisted[:len(results)], compute(persisted[len(results):], client)
@@ -397,18 +411,30 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
     def _system(self, other_gram: np.ndarray, dtype: np.dtype) -> np.ndarray:
         return (other_gram + self.regularization * np.eye(other_gram.shape[0])).astype(dtype)
 
-    def _start_curves(self, meta: dict[str, Any] | None) -> None:
+    @contextlib.contextmanager
+    def _iterations(self) -> Iterator[Progress]:
+        """One progress line for the fit's iterations; the loss from first to last at its end."""
+        with Progress("ALS", self.n_iter, unit="iterations") as progress:
+            yield progress
+            if self.loss_curve_:
+                progress.summary = f"loss {self.loss_curve_[0]:.6g} -> {self.loss_curve_[-1]:.6g}"
+
+    def _start_curves(self, meta: dict[str, Any] | None, progress: Progress) -> None:
         self.loss_curve_ = list(meta["loss_curve"]) if meta else []
         self.iteration_seconds_ = list(meta["iteration_seconds"]) if meta else []
         self.n_iter_ = meta["iteration"] if meta else 0
+        progress.resume_at(self.n_iter_)  # a resumed fit's ETA counts only this run's iterations
 
-    def _end_iteration(self, iteration: int, started: float, loss: float) -> None:
+    def _end_iteration(self, iteration: int, started: float, loss: float, progress: Progress) -> None:
         self.iteration_seconds_.append(time.perf_counter() - started)
         if self.compute_loss:
             self.loss_curve_.append(float(loss))
         self.n_iter_ = iteration + 1
+        # Every iteration in run.log (DETAIL: not on the terminal, where the progress line
+        # with the latest loss stands for them).
         log.info("ALS iteration %d/%d: %.2fs%s", iteration + 1, self.n_iter, self.iteration_seconds_[-1],
-                 f", loss {loss:.6g}" if self.compute_loss else "")
+                 f", loss {loss:.6g}" if self.compute_loss else "", extra=DETAIL)
+        progress.update(iteration + 1, f"loss {loss:.6g}" if self.compute_loss else None)
 
     def _check_finite(self, factors: np.ndarray, side: str, iteration: int, failures: int) -> None:
         if failures or not np.isfinite(factors).all():
@@ -662,7 +688,7 @@ _NON_FINITE = ("ALS produced non-finite {side} factors at iteration {iteration}:
 # -- Dask plumbing of the driver -------------
 
 
-def _tree_sum(parts: list[Any], width: int = 8) -> Any:
+def _tree_sum(parts: list[Any], width: int = 8, prefix: str = "als-sum") -> Any:
     while len(parts) > 1:
-        parts = [dask.delayed(add)(*parts[i:i + width]) for i in range(0, len(parts), width)]
+        parts = [named(add, prefix)(*parts[i:i + width]) for i in range(0, len(parts), width)]
     return parts[0]

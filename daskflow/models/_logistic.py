@@ -28,7 +28,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 from threadpoolctl import threadpool_limits
 
-from daskflow._dask import compute, persist
+from daskflow._dask import compute, named, persist
 from daskflow._errors import DataError, ParameterError
 from daskflow.models import _logistic_kernels as kernels
 from daskflow.models import _logistic_solvers as solvers
@@ -190,7 +190,8 @@ class _LinearBinaryClassifier(ClassifierMixin, BaseEstimator):
         sizes: list[int] = []  # block lengths, computed only if an in-memory y needs them
         y_parts = _label_parts(y, X, x_parts, sizes, client, "y", name)
         w_parts = _label_parts(sample_weight, X, x_parts, sizes, client, "sample_weight", name)
-        tasks = [dask.delayed(kernels.prepare_block, nout=2)(x, t, w, i, name)
+        prepare = named(kernels.prepare_block, "logistic-prepare", nout=2)
+        tasks = [prepare(x, t, w, i, name)
                  for i, (x, t, w) in enumerate(zip(x_parts, y_parts, w_parts))]
         n = len(tasks)
         persisted = persist([t[0] for t in tasks] + [t[1] for t in tasks], client)
@@ -206,7 +207,8 @@ class _LinearBinaryClassifier(ClassifierMixin, BaseEstimator):
         class_weight = self._class_weights(classes, totals)
         self._check_class_totals(classes, totals[0] * class_weight[0], totals[1] * class_weight[1])
         offsets = np.concatenate([[0], np.cumsum([s["n_rows"] for s in stats])])
-        blocks = persist([dask.delayed(kernels.encode_block)(r, classes[1], class_weight, int(offset))
+        encode = named(kernels.encode_block, "logistic-encode")
+        blocks = persist([encode(r, classes[1], class_weight, int(offset))
                           for r, offset in zip(raw, offsets)], client)
         del raw, persisted  # the raw blocks are released once encoded
         weight_sum = float(totals[0] * class_weight[0] + totals[1] * class_weight[1])
@@ -337,9 +339,11 @@ class _DaskPasses:
         self.blocks, self.client = blocks, client
 
     def run(self, function: Callable[..., np.ndarray], *args: Any) -> np.ndarray:
-        parts = [dask.delayed(function)(block, *args) for block in self.blocks]
+        # Dashboard prefix after the kernel: logistic-block-pass, logistic-margin-histogram.
+        prefix = "logistic-" + function.__name__.strip("_").replace("_", "-")
+        parts = [named(function, prefix)(block, *args) for block in self.blocks]
         while len(parts) > 1:  # a tree of fan-in 8: the driver receives one array
-            parts = [dask.delayed(kernels.add)(*parts[i:i + 8]) for i in range(0, len(parts), 8)]
+            parts = [named(kernels.add, f"{prefix}-sum")(*parts[i:i + 8]) for i in range(0, len(parts), 8)]
         return compute(parts, self.client)[0]
 
     def close(self) -> None:

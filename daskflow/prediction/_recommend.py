@@ -9,6 +9,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
+from daskflow._dask import named
 from daskflow.features import InteractionMatrix
 
 __all__ = ["recommend_all"]
@@ -26,10 +27,11 @@ def recommend_all(model: Any, matrix: InteractionMatrix, *, n: int = 10,
     known = getattr(model, "item_ids_", None)
     ids = known if known is not None and len(known) > matrix.n_items else matrix.item_ids
     item_ids = dask.delayed(np.asarray(ids, dtype=object), pure=True)
-    parts = [dask.delayed(_block_frame)(model_task, block, np.asarray(matrix.user_ids[lo:hi], dtype=object),
-                                        item_ids, n, filter_seen)
+    recommend_block = named(_block_frame, "recommend-block")
+    parts = [recommend_block(model_task, block, np.asarray(matrix.user_ids[lo:hi], dtype=object), item_ids,
+                             n, filter_seen)
              for block, lo, hi in zip(matrix.user_blocks, matrix.user_bounds[:-1], matrix.user_bounds[1:])]
-    return dd.from_delayed(parts, meta=_META, verify_meta=False)
+    return dd.from_delayed(parts, meta=_META, verify_meta=False, prefix="recommend-frame")
 
 
 _META = pd.DataFrame({"user_id": pd.Series([], dtype="string"), "rank": pd.Series([], dtype="int32"),

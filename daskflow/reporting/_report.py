@@ -100,12 +100,14 @@ def _recommender_sections(metrics: Mapping[str, Any]) -> list[str]:
 
 
 def _conversion_sections(metrics: Mapping[str, Any]) -> list[str]:
-    conversion = metrics.get("conversion")
+    table = "classify" in metrics  # a features.table run (entity rows) rather than the house-ad users
+    conversion = metrics.get("classify") or metrics.get("conversion")
     if not conversion:
         return []
     parts = []
     if "population" in conversion:
-        parts += ["<h3>Population (users who saw a house ad)</h3>", _key_values(conversion["population"])]
+        heading = "Entity table" if table else "Population (users who saw a house ad)"
+        parts += [f"<h3>{heading}</h3>", _key_values(conversion["population"])]
     models = conversion.get("models", {})
     if models:
         rows = []
@@ -119,11 +121,12 @@ def _conversion_sections(metrics: Mapping[str, Any]) -> list[str]:
                 row[f"kept@{share:.0%}"] = kept
                 row[f"lift@{share:.0%}"] = lift
             rows.append(row)
-        parts += ["<h3>Conversion models on the test users</h3>", _table(rows)]
+        parts += ["<h3>Classifiers on the test rows</h3>" if table else
+                  "<h3>Conversion models on the test users</h3>", _table(rows)]
     if "tune" in metrics:
         parts += ["<h3>Tuning</h3>", _key_values(metrics["tune"])]
     if "score" in conversion:
-        parts += ["<h3>Scoring every user</h3>", _key_values(conversion["score"])]
+        parts += [f"<h3>Scoring every {'entity' if table else 'user'}</h3>", _key_values(conversion["score"])]
     return parts
 
 

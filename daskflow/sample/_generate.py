@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from daskflow._dask import named
 from daskflow._errors import DataError
 from daskflow._progress import compute_tasks
 from daskflow._version import __version__
@@ -115,10 +116,11 @@ def generate_lake(out: str, *, scale: str | Scale = "small", format: str = "parq
                      format)
         _write_frame(fs, f"{root_path}/truth/tracks.parquet", _tracks_truth(content, scale, seed), "parquet")
         _write_frame(fs, f"{root_path}/truth/artists.parquet", _artists_table(catalog, seed), "parquet")
-        catalog_task = dask.delayed(catalog, name=f"daskflow-catalog-{seed}-{scale_name}")
-        tasks = [dask.delayed(_write_users_chunk)(fs, root_path, scale, seed, chunk, format, srm)
+        catalog_task = dask.delayed(catalog, name=f"generate-catalog-{seed}-{scale_name}")
+        tasks = [named(_write_users_chunk, "generate-users")(fs, root_path, scale, seed, chunk, format, srm)
                  for chunk in range(n_chunks)]
-        tasks += [dask.delayed(_write_day_chunk)(fs, root_path, scale, catalog_task, seed, day, chunk, format)
+        write_day = named(_write_day_chunk, "generate-day")
+        tasks += [write_day(fs, root_path, scale, catalog_task, seed, day, chunk, format)
                   for day in range(scale.n_days) for chunk in range(n_chunks)]
         log.info("generating a %s lake (%d users, %d days) in %d tasks", scale_name, scale.n_users,
                  scale.n_days, len(tasks))

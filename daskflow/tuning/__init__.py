@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from daskflow.tuning._search import SCORERS, SearchResult, parameter_trials, search, search_recommender
+    from daskflow.tuning._select import cross_validate
 
-__all__ = ["SCORERS", "SearchResult", "parameter_trials", "search", "search_recommender"]
+__all__ = ["SCORERS", "SearchResult", "cross_validate", "parameter_trials", "search", "search_recommender"]
 
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        return getattr(importlib.import_module("daskflow.tuning._search"), name)
+        module = "_select" if name == "cross_validate" else "_search"
+        return getattr(importlib.import_module(f"daskflow.tuning.{module}"), name)
     raise AttributeError(f"module 'daskflow.tuning' has no attribute {name!r}")

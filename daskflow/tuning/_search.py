@@ -15,6 +15,7 @@ import itertools
 import json
 import logging
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from daskflow._errors import ParameterError
+from daskflow._progress import Progress, gather_with_progress
 
 __all__ = ["SCORERS", "SearchResult", "parameter_trials", "search", "search_recommender"]
 
@@ -119,6 +121,12 @@ def _estimator_trials(estimator: Any, space: Mapping[str, Sequence[Any]], method
         raise ParameterError(f"tune.params names {', '.join(unknown)}, which {type(estimator).__name__} "
                              f"does not have: expected some of {', '.join(sorted(valid))}")
     return parameter_trials(space, method=method, n_trials=n_trials, seed=seed)
+
+
+def _trial_key(trial: int, fold: int) -> str:
+    # Unique (a trial may be submitted again by a later search) and read by the dashboard
+    # as the task prefix tune-trial: the digits end the prefix.
+    return f"tune-trial-{trial}-fold-{fold}-{uuid.uuid4().hex}"
 
 
 def _fit_and_score(estimator: Any, params: dict[str, Any], X: Any, y: np.ndarray, w: Any,
@@ -251,9 +259,10 @@ def _search_in_memory(estimator: Any, trials: list[dict[str, Any]], table: Any, 
     else:
         # One copy of the data on every worker, then one future per (trial, fold).
         X_f, y_f, w_f = client.scatter([X, y, w], broadcast=True)
+        # Keyed tune-trial-<trial>-fold-<fold>-<unique>: the dashboard names the trial it runs.
         futures = [client.submit(_fit_and_score, estimator, trials[t], X_f, y_f, w_f, *splits[f], metric,
-                                 pure=False) for t, f in jobs]
-        results = client.gather(futures)
+                                 key=_trial_key(t, f)) for t, f in jobs]
+        results = gather_with_progress(futures, client=client, label="tune", unit="trial fits")
     scores = np.full((len(trials), len(splits)), np.nan)
     seconds = np.full_like(scores, np.nan)
     for (t, f), (score, fit_seconds) in zip(jobs, results, strict=True):
@@ -284,10 +293,13 @@ def _search_blockwise(estimator: Any, trials: list[dict[str, Any]], table: Any, 
         fold_blocks = [sorted(order[f::folds].tolist()) for f in range(folds)]
     scores = np.full((len(trials), n_folds), np.nan)
     seconds = np.full_like(scores, np.nan)
-    for t, params in enumerate(trials):
-        for f, blocks in enumerate(fold_blocks):
-            scores[t, f], seconds[t, f] = _fit_and_score_blocks(estimator, params, X, y, w, blocks, metric,
-                                                                client)
+    # Each fit is itself a graph on the cluster; progress counts the fits.
+    with Progress("tune", len(trials) * n_folds, unit="trial fits") as progress:
+        for t, params in enumerate(trials):
+            for f, blocks in enumerate(fold_blocks):
+                scores[t, f], seconds[t, f] = _fit_and_score_blocks(estimator, params, X, y, w, blocks,
+                                                                    metric, client)
+                progress.update(t * n_folds + f + 1)
     return scores, seconds
 
 
@@ -399,18 +411,20 @@ def search_recommender(estimator: Any, space: Mapping[str, Sequence[Any]], matri
             results = [_fit_and_rank(estimator, trials[t], *gathered[f], metric) for t, f in jobs]
         else:
             placed = [client.scatter(list(pair), broadcast=True) for pair in gathered]
-            futures = [client.submit(_fit_and_rank, estimator, trials[t], *placed[f], metric, pure=False)
-                       for t, f in jobs]
-            results = client.gather(futures)
+            futures = [client.submit(_fit_and_rank, estimator, trials[t], *placed[f], metric,
+                                     key=_trial_key(t, f)) for t, f in jobs]
+            results = gather_with_progress(futures, client=client, label="tune", unit="trial fits")
     else:
         results = []
-        for t, f in jobs:
-            model = clone(estimator).set_params(**trials[t])
-            began = time.perf_counter()
-            model.fit(splits[f][0], client=client)
-            fit_seconds = time.perf_counter() - began
-            ranked = evaluate_ranking(model, *splits[f], k=(cut or 10,), metrics=(name,), client=client)
-            results.append((ranked[metric], fit_seconds))
+        with Progress("tune", len(jobs), unit="trial fits") as progress:
+            for t, f in jobs:
+                model = clone(estimator).set_params(**trials[t])
+                began = time.perf_counter()
+                model.fit(splits[f][0], client=client)
+                fit_seconds = time.perf_counter() - began
+                ranked = evaluate_ranking(model, *splits[f], k=(cut or 10,), metrics=(name,), client=client)
+                results.append((ranked[metric], fit_seconds))
+                progress.update(len(results))
     for (t, f), (score, fit_seconds) in zip(jobs, results, strict=True):
         scores[t, f], seconds[t, f] = score, fit_seconds
     log.info("recommender search: %d trials x %d splits in %.1fs (%s)", len(trials), folds,

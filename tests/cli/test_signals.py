@@ -43,13 +43,13 @@ def _config(lake: Path, tmp_path: Path, **als: int) -> Path:
     return path
 
 
-def _interrupt(config: Path, wait_for: str, signum: int, *, group: bool,
-               overrides: tuple[str, ...] = ()) -> tuple[int, list[str], list[str], list[psutil.Process]]:
+def _interrupt(config: Path, wait_for: str, signum: int, *, group: bool, overrides: tuple[str, ...] = (),
+               env: dict[str, str] | None = None) -> tuple[int, list[str], list[str], list[psutil.Process]]:
     """Run CONFIG, send ``signum`` once stderr shows ``wait_for``; returns the exit code, the
     stderr lines before and after the signal, and the child processes the run had."""
     process = subprocess.Popen([sys.executable, "-m", "daskflow", "run", str(config), *overrides],
                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                               start_new_session=True)
+                               start_new_session=True, env={**os.environ, **(env or {})})
     try:
         before: list[str] = []
         assert process.stderr is not None
@@ -116,7 +116,9 @@ def test_sigterm_before_a_checkpoint_cleans_up_and_says_so(tiny_lake: Path, tmp_
     # SIGTERM to the CLI alone (kill PID, a scheduler's timeout): it must stop its own
     # workers; with no checkpoint yet there is nothing to resume and nothing is kept.
     config = _config(tiny_lake, tmp_path, n_iter=400, checkpoint_every=1000)
-    code, before, after, children = _interrupt(config, "ALS iteration 2/", signal.SIGTERM, group=False)
+    # The ALS progress line (per-iteration lines are in run.log only), printed every 0.2 s here.
+    code, before, after, children = _interrupt(config, "ALS: ", signal.SIGTERM, group=False,
+                                               env={"DASKFLOW_PROGRESS_SECONDS": "0.2"})
     assert code == 143
     message = _check_clean_exit(before, after, children, "SIGTERM")
     assert message == "daskflow: interrupted (SIGTERM); nothing was published"

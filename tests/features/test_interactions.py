@@ -179,7 +179,7 @@ def test_load_without_persisting_reads_the_files_on_use(tiny_lake: Path, tmp_pat
     assert isinstance(stored, StoredInteractionMatrix) and stored.uri == uri
     assert (stored.to_scipy(client) != matrix.to_scipy(client)).nnz == 0
     held = {str(key) for keys in client.has_what().values() for key in keys}
-    assert not {key for key in held if key.startswith("stored-block")}  # read, used, dropped
+    assert not {key for key in held if key.startswith("interactions-stored-block")}  # read, used, dropped
     assert as_times(client.gather(client.compute(list(stored.user_blocks)))).nnz == matrix.nnz
     files = stored.block_files("items")
     assert files == [f"{uri}/items/block-{i:05d}.npz" for i in range(len(matrix.item_blocks))]

@@ -138,7 +138,15 @@ def check_table_columns(columns: Sequence[str], dtypes: Mapping[str, Any] | None
                 raise SchemaError(f"{where}.{key} names column {column!r}, which is already {where}.{other}: "
                                   "name each column once (log columns are numeric already)")
             seen[column] = key
-    if split.kind == "time" and dtypes is not None and not is_datetime64_any_dtype(dtypes[split.column]):
+    if dtypes is None:
+        return
+    numeric_columns = [*(numeric or ()), *log_columns]
+    bad = [c for c in numeric_columns if not (is_numeric_dtype(dtypes[c]) or is_bool_dtype(dtypes[c]))]
+    if bad:
+        raise SchemaError(f"{where}.numeric (or log) names column(s) {', '.join(map(repr, bad))} of type "
+                          f"{', '.join(str(dtypes[c]) for c in bad)} in source {source!r}: expected numbers "
+                          "or booleans; list them under categorical")
+    if split.kind == "time" and not is_datetime64_any_dtype(dtypes[split.column]):
         raise SchemaError(f"{where}.split.time names column {split.column!r} of type {dtypes[split.column]} "
                           f"in source {source!r}: expected a timestamp column")
 
@@ -229,11 +237,6 @@ def build_entity_table(frame: dd.DataFrame | pd.DataFrame, *, id_column: str, la
                                                      numeric=numeric, log_columns=log_columns, drop=drop)
     for column, role in inferred.items():
         log.info("%s: column %r inferred %s", where, column, role)
-    bad = [c for c in num if not (is_numeric_dtype(dtypes[c]) or is_bool_dtype(dtypes[c]))]
-    if bad:
-        raise SchemaError(f"{where}.numeric (or log) names column(s) {', '.join(map(repr, bad))} of type "
-                          f"{', '.join(str(dtypes[c]) for c in bad)} in source {source!r}: expected numbers "
-                          "or booleans; list them under categorical")
     if not cat and not num:
         raise SchemaError(f"{where}: no feature columns left in source {source!r} (found "
                           f"{', '.join(dtypes)}): list some under categorical or numeric, or drop fewer")

@@ -1,0 +1,186 @@
+"""The classify workload on the user's own entity table (``features.table``), and model choice.
+
+``features.table`` names a source with one row per entity, its id, label and split; the
+stages of ``_conversion`` take it instead of the sample lake's house-ad features when it is
+set. This module turns that section into the keyword arguments of
+:func:`daskflow.features.tabular.build_entity_table`, encodes the training and test rows,
+scores every entity, and chooses the scoring model by validation on the training rows only
+(``classify.selection``): the test rows are touched once, for the final report.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from daskflow._dask import compute, persist
+from daskflow.config import Config
+from daskflow.io import write_parquet
+
+__all__ = ["metrics_section", "table_arguments", "check_table_source", "table_features",
+           "split_and_encode_table", "needs_choice", "validation_score", "chosen_model", "score_table"]
+
+log = logging.getLogger("daskflow")
+
+
+def metrics_section(config: Config) -> str:
+    """Where the classifier metrics go in metrics.json: ``classify`` for a table, else ``conversion``."""
+    return "classify" if config.features.table is not None else "conversion"
+
+
+def table_arguments(config: Config) -> dict[str, Any]:
+    """``features.table`` as the keyword arguments of ``build_entity_table``."""
+    from daskflow.features.tabular import TableSplit
+
+    spec = config.features.table
+    assert spec is not None
+    split = spec.split
+    if split.kind == "column":
+        assert split.column is not None
+        table_split = TableSplit("column", split.column, train=split.train, test=split.test)
+    elif split.kind == "hash":
+        assert split.hash is not None
+        table_split = TableSplit("hash", split.hash, test_size=split.test_size or 0.2)
+    else:
+        assert split.time is not None
+        table_split = TableSplit("time", split.time, cutoff=split.cutoff)
+    return {"id_column": spec.id, "label_column": spec.label.column, "positive": spec.label.positive,
+            "split": table_split, "categorical": spec.categorical, "numeric": spec.numeric,
+            "log_columns": spec.log, "drop": spec.drop, "source": spec.source, "where": "features.table"}
+
+
+def check_table_source(config: Config, frame: Any) -> None:
+    """The columns ``features.table`` names, checked against the source's schema (no data read)."""
+    from daskflow.features.tabular import check_table_columns
+
+    arguments = table_arguments(config)
+    arguments.pop("positive")
+    check_table_columns([str(c) for c in frame.columns], {str(c): t for c, t in frame.dtypes.items()},
+                        **arguments)
+
+
+def table_features(config: Config, state: Any, read_source: Any) -> None:
+    """The features stage on ``features.table``: read, check and persist the entity table."""
+    from daskflow.features.tabular import build_entity_table
+
+    spec = config.features.table
+    assert spec is not None
+    table = build_entity_table(read_source(config, spec.source, None), seed=config.experiment.seed,
+                               client=state.client, **table_arguments(config))
+    conv = state.conversion
+    conv.table, conv.features = table, table.frame
+    state.metrics.setdefault("classify", {})["population"] = {
+        "source": spec.source, **table.counts,
+        "features": {"categorical": table.categorical, "numeric": table.numeric, "log": table.log}}
+
+
+def split_and_encode_table(config: Config, state: Any) -> None:
+    """Fit the encoder on the training rows; the design matrices of both sides (gathered when small)."""
+    from daskflow.features.tabular import TableEncoder
+
+    conv = state.conversion
+    table = conv.table
+    train, test = table.train(), table.test()
+    conv.encoder = TableEncoder(categorical_columns=table.categorical, numeric_columns=table.numeric,
+                                log_columns=table.log).fit(train)
+    arrays = []
+    for part in (train, test):
+        arrays += [conv.encoder.transform(part), table.labels(part).to_dask_array(lengths=True)]
+    X_train, y_train, X_test, y_test = persist(arrays, state.client)
+    size = X_train.nbytes + X_test.nbytes
+    limit = config.conversion.in_memory_bytes
+    if size <= limit:
+        X_train, y_train, X_test, y_test = compute([X_train, y_train, X_test, y_test], state.client)
+    log.info("entity table: %d training and %d test rows x %d features (%.1f MB), fitted %s",
+             X_train.shape[0], X_test.shape[0], X_train.shape[1], size / 1e6,
+             "in memory" if size <= limit else "block by block on the cluster")
+    conv.train, conv.test = (X_train, y_train), (X_test, y_test)
+
+
+def split_summary(config: Config, state: Any) -> dict[str, Any]:
+    table = state.conversion.table
+    spec = config.features.table
+    assert spec is not None
+    return {"by": spec.split.kind, "train_rows": table.counts["train_rows"],
+            "test_rows": table.counts["test_rows"],
+            "features": list(state.conversion.encoder.get_feature_names_out())}
+
+
+def needs_choice(config: Config, state: Any) -> bool:
+    """Whether score will choose among several models (then each is validated on training rows)."""
+    stages = state.metrics.get("stages", ())
+    several = len(config.classifiers) > 1 or "tune" in stages
+    return "score" in stages and config.conversion.score.model is None and several
+
+
+def validation_score(config: Config, state: Any, model: Any) -> float:
+    """``model``'s mean validation score on the training rows (classify.selection); no test row used."""
+    from sklearn.base import clone
+
+    from daskflow.tuning import cross_validate
+
+    spec = config.classify.selection
+    X_train, y_train = state.conversion.train
+    scores = cross_validate(clone(model), X_train, y_train, folds=spec.folds, holdout=spec.holdout,
+                            metric=spec.metric, seed=config.experiment.seed, client=state.client)
+    return float(np.mean(scores))
+
+
+def chosen_model(config: Config, state: Any) -> str:
+    """conversion.score.model, else the best validation score on the training rows."""
+    from daskflow.tuning import SCORERS
+
+    conv = state.conversion
+    if config.conversion.score.model is not None:
+        return config.conversion.score.model
+    if len(conv.models) == 1 or not conv.validation:
+        return next(iter(conv.models))
+    greater = SCORERS[config.classify.selection.metric][1]
+    ranked = sorted(conv.validation, key=conv.validation.get, reverse=greater)
+    log.info("scoring model chosen by %s on the training rows: %s (%s)", config.classify.selection.metric,
+             ranked[0], ", ".join(f"{n} {conv.validation[n]:.4f}" for n in ranked))
+    return ranked[0]
+
+
+def _score_rows(frame: Any, encoder: Any, model: Any, id_column: str) -> Any:
+    """P(positive) for one partition of the entity table (runs on a worker)."""
+    import pandas as pd
+
+    if len(frame) == 0:
+        return pd.DataFrame({id_column: frame[id_column], "probability": np.zeros(0)})
+    scores = np.asarray(model.predict_proba(np.asarray(encoder.transform(frame))))[:, 1]
+    return pd.DataFrame({id_column: frame[id_column].to_numpy(), "probability": scores}, index=frame.index)
+
+
+def _with_decile(frame: Any, cutoffs: np.ndarray) -> Any:
+    # decile 1 = the 10% of entities most likely positive, 10 = the least likely.
+    return frame.assign(decile=(10 - np.searchsorted(cutoffs, frame["probability"].to_numpy(), side="right")
+                                ).astype("int8"))
+
+
+def score_table(config: Config, state: Any, name: str) -> None:
+    """Score every entity of the table; write (id, probability, decile) as Parquet."""
+    import pandas as pd
+
+    spec = config.conversion.score
+    conv = state.conversion
+    table, model = conv.table, conv.models[name]
+    id_column = table.id_column
+    meta = pd.DataFrame({id_column: pd.Series([], dtype=table.frame[id_column].dtype),
+                         "probability": pd.Series([], dtype="float64")})
+    scores = table.frame.map_partitions(_score_rows, conv.encoder, model, id_column, meta=meta)
+    (scores,) = persist([scores], state.client)
+    (p_all,) = compute([scores["probability"]], state.client)
+    cutoffs = np.quantile(np.asarray(p_all), np.linspace(0.1, 0.9, 9))
+    rows = scores.map_partitions(_with_decile, cutoffs, meta=meta.assign(decile=pd.Series([], dtype="int8")))
+    uri = spec.uri or str(state.work_dir / "predictions" / "scores.parquet")
+    write_parquet(rows, uri, storage_options=spec.storage_options, publish=state.publish)
+    state.metrics["classify"]["score"] = {
+        "model": name, "chosen_by": "conversion.score.model" if spec.model else
+        f"{config.classify.selection.metric} on the training rows (classify.selection)",
+        "rows": int(len(p_all)), "mean_probability": round(float(np.mean(p_all)), 6),
+        "uri": spec.uri or "predictions/scores.parquet",
+        "decile_cutoffs": [round(float(c), 6) for c in cutoffs]}
+    log.info("scored %d entities with %s -> %s", len(p_all), name, uri)
