@@ -103,8 +103,8 @@ CASES: dict[str, Case] = {
          "output.performance_report=false")),
     "user error raised in a worker process": Case(
         _nan_weights, ("column 'ms_played' has 1 negative, NaN or infinite values",)),
-    "generate into an existing directory": Case(_existing_lake, ("already exists: pass --overwrite to replace it",),
-                                                command="generate"),
+    "generate into an existing directory": Case(
+        _existing_lake, ("already exists: pass --overwrite to replace it",), command="generate"),
     "generate under a file": Case(_lake_over_a_file, ("a-file",), command="generate"),
 }
 
