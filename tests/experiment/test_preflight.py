@@ -67,6 +67,10 @@ FOUND_WHILE_COMPUTING: dict[str, str] = {
     "run directory appearing during the run": "a directory that appears while the run computes",
     "predict output claimed by a running run": _CLAIM,
     "predict output appearing during the run": "an output that appears while the run computes",
+    "label with three values": _VALUES + ": the label column's distinct values",
+    "positive label value that never occurs": _VALUES + ": the label column's distinct values",
+    "split leaving no test rows": _VALUES + ": the rows on each side are counted",
+    "entity id that is not unique": _VALUES + ": the ids are counted",
 }
 
 
