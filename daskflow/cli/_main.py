@@ -227,7 +227,7 @@ def _setup_logging(quiet: bool) -> None:
     from daskflow._progress import TerminalHandler
 
     # Progress bars on a terminal, one line every few seconds elsewhere; per-iteration
-    # detail only in run.log (docs/architecture.md, "Progress").
+    # detail only in run.log (docs/architecture.md, "Watching a run").
     handler = TerminalHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
     # Its own level: the runner lowers the logger's to INFO for run.log, and -q must hold.
@@ -240,9 +240,15 @@ def _setup_logging(quiet: bool) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from daskflow._errors import OutputError
     from daskflow.cluster import connect, dashboard_link
+    from daskflow.io import open_filesystem
     from daskflow.sample import generate_lake
 
+    fs, path = open_filesystem(args.out)
+    if not args.overwrite and fs.exists(path):  # found before a cluster starts, not after
+        raise OutputError(f"output {args.out!r} already exists: pass --overwrite to replace it (the old "
+                          "lake is removed only once the new one is complete), or choose another directory")
     with connect("local", n_workers=args.workers, memory_limit=args.memory_limit) as client:
         log.info("Dask dashboard: %s", dashboard_link(client))
         manifest = generate_lake(args.out, scale=args.scale, format=args.format, seed=args.seed,

@@ -354,8 +354,25 @@ class SourceConfig(_Section):
 class DataConfig(_Section):
     """The named tables an experiment reads, and optionally a sample lake to generate."""
 
+    format: Literal["parquet", "orc"] | None = Field(
+        None, description="The format of every source (and of the sample lake) that sets none.")
     sample: SampleConfig | None = None
     sources: dict[str, SourceConfig] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit_format(cls, data: Any) -> Any:
+        # One `data.format: orc` instead of a `format:` on every source; a source's own wins.
+        if not isinstance(data, dict) or data.get("format") is None:
+            return data
+        data = dict(data)
+        sources = data.get("sources")
+        if isinstance(sources, dict):
+            data["sources"] = {name: {"format": data["format"], **source} if isinstance(source, dict)
+                               else source for name, source in sources.items()}
+        if isinstance(data.get("sample"), dict):
+            data["sample"] = {"format": data["format"], **data["sample"]}
+        return data
 
 
 class InteractionsConfig(_Section):

@@ -26,8 +26,10 @@ from daskflow._errors import DataError, ParameterError
 from daskflow.evaluation._classification_kernels import (
     ScoreTable,
     average_precision,
+    bootstrap_intervals,
     brier_score,
     calibration_bins,
+    decile_table,
     downsample_curve,
     gains_at,
     gains_points,
@@ -153,6 +155,10 @@ class ClassifierReport:
     roc_curve: Curve
     pr_curve: Curve
     gains_curve: Curve
+    #: Each tenth of the rows by score, best first: count, positives, rate, lift.
+    deciles: dict[str, np.ndarray] | None = None
+    #: Bootstrap intervals (``n_resamples > 0``): ``roc_auc`` and ``kept@<depth>`` -> [low, high].
+    intervals: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, float]:
         """The scalar metrics, flat: ``roc_auc``, ..., ``kept@10%``, ``lift@10%``."""
@@ -182,7 +188,9 @@ class ClassifierReport:
                 "brier": self.brier, "expected_calibration_error": self.expected_calibration_error,
                 "calibration": None if self.calibration is None else self.calibration.to_dict(),
                 "gains": self.gains.to_dict(), "roc_curve": self.roc_curve.to_dict(),
-                "pr_curve": self.pr_curve.to_dict(), "gains_curve": self.gains_curve.to_dict()}
+                "pr_curve": self.pr_curve.to_dict(), "gains_curve": self.gains_curve.to_dict(),
+                "deciles": None if self.deciles is None else {k: v.tolist() for k, v in self.deciles.items()},
+                "intervals": self.intervals}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ClassifierReport:
@@ -198,12 +206,16 @@ class ClassifierReport:
                                 for name in _GAINS_COLUMNS}),
             roc_curve=Curve.from_dict(data["roc_curve"], "fpr", "tpr"),
             pr_curve=Curve.from_dict(data["pr_curve"], "recall", "precision"),
-            gains_curve=Curve.from_dict(data["gains_curve"], "share_targeted", "share_kept"))
+            gains_curve=Curve.from_dict(data["gains_curve"], "share_targeted", "share_kept"),
+            deciles=None if data.get("deciles") is None else {
+                name: np.asarray(values) for name, values in data["deciles"].items()},
+            intervals=data.get("intervals"))
 
 
 def evaluate_classifier(y_true: Any, y_score: Any, *, sample_weight: Any = None,
                         probabilities: bool = True, depths: Sequence[float] = DEFAULT_DEPTHS,
-                        n_bins: int = 10, client: Any = None) -> ClassifierReport:
+                        n_bins: int = 10, n_resamples: int = 0, seed: int = 0,
+                        client: Any = None) -> ClassifierReport:
     """Rank, probability and targeting metrics of a binary classifier's scores.
 
     Parameters
@@ -224,6 +236,10 @@ def evaluate_classifier(y_true: Any, y_score: Any, *, sample_weight: Any = None,
         Shares of users targeted, in (0, 1], at which gains and lift are reported.
     n_bins
         Quantile (equal-count) bins of the calibration table.
+    n_resamples, seed
+        With ``n_resamples > 0``, 95% percentile-bootstrap intervals of ROC AUC and of the
+        share kept at each depth, from that many Poisson resamples drawn with ``seed``
+        (``intervals``; the distinct-score table is resampled, not the rows).
     client
         Dask client to run on when inputs are Dask collections; the default scheduler without.
 
@@ -231,7 +247,8 @@ def evaluate_classifier(y_true: Any, y_score: Any, *, sample_weight: Any = None,
     -------
     ClassifierReport
         ``to_dict()`` gives ``n, n_positive, base_rate, roc_auc, pr_auc, log_loss, brier,
-        expected_calibration_error, calibration, gains, roc_curve, pr_curve, gains_curve``.
+        expected_calibration_error, calibration, gains, roc_curve, pr_curve, gains_curve,
+        deciles, intervals``.
 
     Raises
     ------
@@ -259,18 +276,23 @@ def evaluate_classifier(y_true: Any, y_score: Any, *, sample_weight: Any = None,
     depths = _check_depths(depths)
     if isinstance(n_bins, bool) or not isinstance(n_bins, int | np.integer) or n_bins < 1:
         raise ParameterError(f"n_bins is {n_bins!r} (evaluate_classifier): expected an integer >= 1")
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int | np.integer) or n_resamples < 0:
+        raise ParameterError(f"n_resamples is {n_resamples!r} (evaluate_classifier): expected an integer "
+                             ">= 0 (0: no bootstrap intervals)")
+    resampling = (int(n_resamples), int(seed))
     inputs = {"y_true": y_true, "y_score": y_score, "sample_weight": sample_weight}
     if any(dask.is_dask_collection(value) for value in inputs.values()):
         table = _dask_table(inputs)
-        report = named(_report, "evaluate-classifier-report", pure=True)(table, depths, n_bins, probabilities)
+        report = named(_report, "evaluate-classifier-report", pure=True)(table, depths, n_bins, probabilities,
+                                                                          resampling)
         return compute([report], client)[0]
     arrays = {name: None if value is None else _to_numpy(value, name) for name, value in inputs.items()}
     return _report(score_table(arrays["y_true"], arrays["y_score"], arrays["sample_weight"]),
-                   depths, n_bins, probabilities)
+                   depths, n_bins, probabilities, resampling)
 
 
-def _report(table: ScoreTable, depths: tuple[float, ...], n_bins: int,
-            probabilities: bool) -> ClassifierReport:
+def _report(table: ScoreTable, depths: tuple[float, ...], n_bins: int, probabilities: bool,
+            resampling: tuple[int, int] = (0, 0)) -> ClassifierReport:
     where = "evaluate_classifier"
     if table.n_rows == 0:
         raise DataError(f"y_true is empty ({where}): expected at least one labelled row. "
@@ -307,7 +329,10 @@ def _report(table: ScoreTable, depths: tuple[float, ...], n_bins: int,
         gains=GainsTable(**gains_at(table, depths)),
         roc_curve=Curve("fpr", *_thin(fpr, tpr, "tpr")),
         pr_curve=Curve("recall", *_thin(recall, precision, "precision")),
-        gains_curve=Curve("share_targeted", *_thin(targeted, kept, "share_kept")))
+        gains_curve=Curve("share_targeted", *_thin(targeted, kept, "share_kept")),
+        deciles=decile_table(table),
+        intervals=bootstrap_intervals(table, depths, n_resamples=resampling[0], seed=resampling[1])
+        if resampling[0] else None)
 
 
 def _thin(x: np.ndarray, y: np.ndarray, y_name: str) -> tuple[np.ndarray, str, np.ndarray]:

@@ -36,8 +36,10 @@ __all__ = [
     "EPS",
     "ScoreTable",
     "average_precision",
+    "bootstrap_intervals",
     "brier_score",
     "calibration_bins",
+    "decile_table",
     "downsample_curve",
     "gains_at",
     "gains_points",
@@ -252,6 +254,70 @@ def gains_at(table: ScoreTable, depths: Sequence[float]) -> dict[str, np.ndarray
     return {"share_targeted": depths, "share_kept": kept, "lift": kept / depths,
             "conversions_kept": kept * table.positive_weight,
             "threshold": table.scores[threshold_index]}
+
+
+def decile_table(table: ScoreTable, n_groups: int = 10) -> dict[str, np.ndarray]:
+    """Rows, positives, rate and lift of each tenth of the rows ranked by score, best first.
+
+    Group ``g`` (1-based) holds the share ``((g - 1) / n, g / n]`` of the weight; a run of
+    tied scores that straddles a boundary is shared out in proportion (the expectation over
+    random tie-breaking, as in :func:`gains_at`), so counts may be fractional.
+
+    Returns
+    -------
+    dict
+        Columns ``decile`` (1 = highest scores), ``count`` (weight), ``positives``,
+        ``rate`` (positives / count) and ``lift`` (rate / the overall rate).
+    """
+    share_targeted, share_kept = gains_points(table)
+    bounds = np.linspace(0.0, 1.0, n_groups + 1)
+    kept = np.interp(bounds, share_targeted, share_kept)
+    total, positive = table.positive_weight + table.negative_weight, table.positive_weight
+    count = np.diff(bounds) * total
+    positives = np.diff(kept) * positive
+    rate = np.divide(positives, count, out=np.zeros_like(count), where=count > 0)
+    return {"decile": np.arange(1, n_groups + 1), "count": count, "positives": positives, "rate": rate,
+            "lift": rate / (positive / total)}
+
+
+def bootstrap_intervals(table: ScoreTable, depths: Sequence[float], *, n_resamples: int = 200,
+                        level: float = 0.95, seed: int = 0) -> dict[str, list[float]]:
+    """Percentile bootstrap intervals of ROC AUC and of the share kept at each depth.
+
+    A Poisson bootstrap on the table itself: each row is drawn Poisson(1) times, so the
+    positives (negatives) at a distinct score, being counts, are redrawn as one
+    Poisson(count) variate each — the same resampling without the rows, which the table no
+    longer holds (Hanley & MacGibbon 2006; Chamandy et al. 2012, "Estimating uncertainty for
+    massive data streams"). With sample weights the weight at a score stands in for its
+    count, an approximation. Replicates left with a single class are skipped.
+
+    Returns
+    -------
+    dict
+        ``roc_auc`` and ``kept@<depth>`` (as ``gains_at`` names depths: 0.1 -> ``kept@10%``)
+        each mapped to ``[low, high]``, plus ``level`` and ``n_resamples`` (replicates used).
+    """
+    rng = np.random.default_rng(seed)
+    aucs, kept = [], []
+    for _ in range(n_resamples):
+        positives = rng.poisson(table.positives).astype(np.float64)
+        negatives = rng.poisson(table.negatives).astype(np.float64)
+        if positives.sum() == 0 or negatives.sum() == 0:
+            continue
+        present = (positives + negatives) > 0
+        replicate = ScoreTable(table.scores[present], positives[present], negatives[present],
+                               table.n_rows, table.n_positive_rows)
+        aucs.append(roc_auc(replicate))
+        kept.append(gains_at(replicate, depths)["share_kept"])
+    tail = (1.0 - level) / 2 * 100
+    out: dict[str, list[float]] = {"level": level, "n_resamples": len(aucs)}  # type: ignore[dict-item]
+    if not aucs:
+        return out
+    out["roc_auc"] = np.percentile(aucs, [tail, 100 - tail]).tolist()
+    for index, depth in enumerate(depths):
+        label = f"kept@{depth * 100:g}%"
+        out[label] = np.percentile(np.asarray(kept)[:, index], [tail, 100 - tail]).tolist()
+    return out
 
 
 def downsample_curve(x: np.ndarray, y: np.ndarray, max_points: int = 201) -> tuple[np.ndarray, np.ndarray]:

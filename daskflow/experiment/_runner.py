@@ -230,10 +230,33 @@ def _resumed_run_id(config: Config, directory: Path) -> str:
                           "(expected the outputs/<experiment>/.<run_id>.tmp-* directory that the "
                           "interrupted run named)")
     saved = directory / "config.yaml"
-    if not saved.exists() or saved.read_text() != config_to_yaml(config):
+    current = config_to_yaml(config)
+    if not saved.exists():
+        raise ConfigError(f"--resume {directory}: it has no config.yaml, so it is not the working directory "
+                          "of an interrupted daskflow run; run without --resume")
+    if saved.read_text() != current:
+        differing = _differing_keys(saved.read_text(), current)
+        shown = ", ".join(differing[:8]) + (f" and {len(differing) - 8} more" if len(differing) > 8 else "")
         raise ConfigError(f"--resume {directory}: the config differs from the interrupted run's "
-                          f"({saved}); resume with the same config file and overrides")
+                          f"({saved}) at {shown or 'its text'}; resume with the same config file and "
+                          "overrides")
     return name[1:].rsplit(".tmp-", 1)[0]
+
+
+def _differing_keys(saved: str, current: str) -> list[str]:
+    """Dotted keys whose values differ between two resolved configs (both already redacted)."""
+    import yaml
+
+    def leaves(value: Any, prefix: str) -> dict[str, Any]:
+        if isinstance(value, dict) and value:
+            return {k: v for key, item in value.items() for k, v in leaves(item, f"{prefix}{key}.").items()}
+        return {prefix.rstrip("."): value}
+
+    try:
+        before, after = leaves(yaml.safe_load(saved), ""), leaves(yaml.safe_load(current), "")
+    except yaml.YAMLError:
+        return []
+    return sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
 
 
 def _clear_for_resume(work_dir: Path) -> None:

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     )
     from daskflow.reporting._report import write_report
 
-__all__ = ["plot_calibration", "plot_convergence", "plot_gains", "plot_ranking_metrics", "plot_roc",
+__all__ = ["plot_calibration", "plot_convergence", "plot_gains", "plot_precision_recall",
+           "plot_ranking_metrics", "plot_roc",
            "plot_tuning", "plot_tuning_heatmap", "write_report", "plot_forest", "plot_active_users",
            "plot_retention", "plot_funnels"]
 

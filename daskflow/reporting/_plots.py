@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     import xarray as xr
     from matplotlib.figure import Figure
 
-__all__ = ["plot_calibration", "plot_convergence", "plot_gains", "plot_ranking_metrics", "plot_roc",
+__all__ = ["plot_calibration", "plot_convergence", "plot_gains", "plot_precision_recall",
+           "plot_ranking_metrics", "plot_roc",
            "plot_tuning", "plot_tuning_heatmap", "plot_forest", "plot_active_users", "plot_retention",
            "plot_funnels"]
 
@@ -88,6 +89,39 @@ def plot_roc(curves: Mapping[str, Any], path: PathLike, *, title: str = "ROC cur
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     return _save(figure, path, "plot_roc")
+
+
+@_plot
+def plot_precision_recall(curves: Mapping[str, Any], path: PathLike, *,
+                          title: str = "Precision-recall curve") -> Path:
+    """Precision-recall curves of several models on one axes, average precision in the legend.
+
+    Parameters
+    ----------
+    curves
+        Model label -> a ``ClassifierReport`` (or its ``to_dict()``; the legend shows its
+        ``pr_auc`` and the dotted line its ``base_rate``, the precision of targeting at random),
+        ``report.pr_curve`` / a mapping with ``recall`` and ``precision``, or a
+        ``(recall, precision)`` pair.
+    path
+        Where to write the PNG (parent directories are created).
+    """
+    series = _series(curves, "plot_precision_recall", "a classifier report or (recall, precision)")
+    figure, ax = _axes()
+    base_rate = None
+    for label, value in series.items():
+        recall, precision, report = _points(value, "plot_precision_recall", label, "pr_curve", "recall",
+                                            "precision")
+        legend = f"{label} (AP {float(report['pr_auc']):.3f})" if "pr_auc" in report else label
+        ax.step(recall, precision, where="post", lw=2, label=legend)
+        base_rate = report.get("base_rate", base_rate)
+    if base_rate is not None:
+        ax.axhline(float(base_rate), ls="--", lw=1, color="0.6", label=f"random ({float(base_rate):.3f})")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), title=title, xlabel="recall (share of conversions found)",
+           ylabel="precision (share of targeted who convert)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right")
+    return _save(figure, path, "plot_precision_recall")
 
 
 @_plot

@@ -21,8 +21,10 @@ body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;
 color:#1d1d1f;padding:0 1rem}
 h1{font-size:1.6rem;margin-bottom:.2rem} h2{font-size:1.25rem;border-bottom:1px solid #ddd;
 padding-bottom:.2rem;margin-top:2rem} .meta{color:#555}
-table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem} th,td{border:1px solid #ddd;
-padding:.25rem .6rem;text-align:right} th{background:#f5f5f7} td:first-child,th:first-child{text-align:left}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.85rem;max-width:100%} th,td{border:1px solid #ddd;
+padding:.25rem .5rem;text-align:right;overflow-wrap:anywhere} th{background:#f5f5f7}
+td:first-child,th:first-child{text-align:left} tr.chosen td,th.chosen{background:#e3f1e3;font-weight:600}
+p.note{color:#555;font-size:.9rem;max-width:60rem}
 pre{background:#f5f5f7;padding:.8rem;overflow:auto;font-size:.8rem}
 figure{display:inline-block;margin:.5rem;vertical-align:top} figure img{max-width:520px;
 border:1px solid #eee} figcaption{font-size:.85rem;color:#555;text-align:center}
@@ -37,7 +39,12 @@ _CAPTIONS = {
     "calibration": "Calibration: observed conversion rate vs predicted probability",
     "sgd_convergence": "SGD convergence: objective per iteration for several step sizes",
     "tuning_heatmap": "Validation metric over the two tuned hyperparameters",
+    "precision_recall": "Precision-recall curves on the test rows",
 }
+#: A table with more columns than this is shown transposed (one column per row), so that
+#: it fits the page instead of running off its right edge.
+_MAX_COLUMNS = 9
+_CHOSEN = ' class="chosen"'
 
 
 def _format(value: Any) -> str:
@@ -50,13 +57,29 @@ def _format(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, *,
+           marked: int | None = None) -> str:
+    """An HTML table of ``rows``; row ``marked`` highlighted. Wide tables come transposed."""
     if not rows:
         return "<p>(none)</p>"
     columns = list(columns or dict.fromkeys(k for row in rows for k in row))
+    if len(columns) > _MAX_COLUMNS and len(rows) < len(columns):
+        return _transposed(rows, columns, marked)
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{_format(row.get(c, ''))}</td>" for c in columns) + "</tr>"
-                   for row in rows)
+    body = "".join(f"<tr{_CHOSEN if i == marked else ''}>"
+                   + "".join(f"<td>{_format(row.get(c, ''))}</td>" for c in columns) + "</tr>"
+                   for i, row in enumerate(rows))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _transposed(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], marked: int | None) -> str:
+    """Rows as columns: the first column's values head them, every other column is a row."""
+    first, *rest = columns
+    head = f"<th>{html.escape(str(first))}</th>" + "".join(
+        f"<th{_CHOSEN if i == marked else ''}>{_format(row.get(first, ''))}</th>"
+        for i, row in enumerate(rows))
+    body = "".join(f"<tr><td>{html.escape(str(c))}</td>"
+                   + "".join(f"<td>{_format(row.get(c, ''))}</td>" for row in rows) + "</tr>" for c in rest)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -95,8 +118,37 @@ def _recommender_sections(metrics: Mapping[str, Any]) -> list[str]:
         summary = {k: v for k, v in cold.items() if k not in ("scorers", "gap_closed")}
         parts += ["<h3>Cold items (held out entirely)</h3>", _key_values(summary), _table(rows)]
     if "predict" in metrics:
-        parts += ["<h3>Recommendations</h3>", _key_values(metrics["predict"])]
+        predict = dict(metrics["predict"])
+        examples = predict.pop("examples", None)
+        parts += ["<h3>Recommendations</h3>", _key_values(predict)]
+        if examples:
+            parts += ["<p class=\"note\">A few users' recommendations, best first (with the item names "
+                      "when an item table gives them):</p>", _table(examples)]
     return parts
+
+
+def _interval(bounds: Any) -> str:
+    if isinstance(bounds, list | tuple) and len(bounds) == 2:
+        return f"{bounds[0]:.3f} – {bounds[1]:.3f}"
+    return ""
+
+
+def _population_note(conversion: Mapping[str, Any], table: bool) -> str:
+    """One sentence saying which rows the models learned from and which they were tested on."""
+    population = conversion.get("population", {})
+    split = conversion.get("split", {})
+    train = split.get("train_rows", population.get("train_users"))
+    test = split.get("test_rows", population.get("test_users"))
+    unit = "rows" if table else "users"
+    if train is None or test is None:
+        return ""
+    words = (f"The models were fitted on {_format(train)} training {unit} and every figure below is "
+             f"measured on {_format(test)} test {unit} they never saw")
+    if not table:
+        words += " (users who saw a house ad; conversion within the label window)"
+    if split.get("by"):
+        words += f"; split by {html.escape(str(split['by']))}"
+    return f'<p class="note">{words}.</p>'
 
 
 def _conversion_sections(metrics: Mapping[str, Any]) -> list[str]:
@@ -108,25 +160,55 @@ def _conversion_sections(metrics: Mapping[str, Any]) -> list[str]:
     if "population" in conversion:
         heading = "Entity table" if table else "Population (users who saw a house ad)"
         parts += [f"<h3>{heading}</h3>", _key_values(conversion["population"])]
+    parts.append(_population_note(conversion, table))
     models = conversion.get("models", {})
+    chosen = (conversion.get("score") or {}).get("model")
     if models:
         rows = []
         for name, result in models.items():
             gains = result.get("gains") or {}
-            row = {"model": name, "classifier": result.get("model"), "fit s": result.get("fit_seconds", ""),
-                   "ROC AUC": result.get("roc_auc"), "PR AUC": result.get("pr_auc"),
-                   "log loss": result.get("log_loss"), "Brier": result.get("brier")}
+            intervals = result.get("intervals") or {}
+            row = {"model": f"{name} (chosen)" if name == chosen else name, "classifier": result.get("model"),
+                   "fit s": result.get("fit_seconds", ""), "ROC AUC": result.get("roc_auc")}
+            if intervals.get("roc_auc"):
+                row[f"ROC AUC {intervals['level']:.0%} CI"] = _interval(intervals["roc_auc"])
+            row |= {"PR AUC": result.get("pr_auc"), "log loss": result.get("log_loss"),
+                    "Brier": result.get("brier")}
             for share, kept, lift in zip(gains.get("share_targeted", []), gains.get("share_kept", []),
                                          gains.get("lift", []), strict=False):
                 row[f"kept@{share:.0%}"] = kept
+                if intervals.get(f"kept@{share * 100:g}%"):
+                    row[f"kept@{share:.0%} CI"] = _interval(intervals[f"kept@{share * 100:g}%"])
                 row[f"lift@{share:.0%}"] = lift
             rows.append(row)
+        marked = list(models).index(chosen) if chosen in models else None
         parts += ["<h3>Classifiers on the test rows</h3>" if table else
-                  "<h3>Conversion models on the test users</h3>", _table(rows)]
+                  "<h3>Conversion models on the test users</h3>", _table(rows, marked=marked)]
+        parts += _chosen_model_details(models.get(chosen) if chosen else None, chosen, table)
     if "tune" in metrics:
         parts += ["<h3>Tuning</h3>", _key_values(metrics["tune"])]
     if "score" in conversion:
         parts += [f"<h3>Scoring every {'entity' if table else 'user'}</h3>", _key_values(conversion["score"])]
+    return parts
+
+
+def _chosen_model_details(result: Mapping[str, Any] | None, name: str | None, table: bool) -> list[str]:
+    """The scoring model's deciles and its strongest features, when the run measured them."""
+    if not result:
+        return []
+    parts = []
+    deciles = result.get("deciles")
+    if deciles:
+        unit = "rows" if table else "users"
+        rows = [{"decile": int(d), unit: c, "positives": p, "rate": r, "lift": lift}
+                for d, c, p, r, lift in zip(deciles["decile"], deciles["count"], deciles["positives"],
+                                            deciles["rate"], deciles["lift"])]
+        parts += [f"<h3>{html.escape(str(name))} by decile of score (1 = highest)</h3>", _table(rows)]
+    features = result.get("top_features")
+    if features:
+        parts += [f"<h3>{html.escape(str(name))}: the strongest features</h3>",
+                  f'<p class="note">{html.escape(features[0].get("meaning", ""))}</p>' if features else "",
+                  _table([{k: v for k, v in f.items() if k != "meaning"} for f in features])]
     return parts
 
 

@@ -145,6 +145,8 @@ def assert_same_report(left: ClassifierReport, right: ClassifierReport) -> None:
         if isinstance(a[key], dict):
             for column in a[key]:
                 np.testing.assert_allclose(a[key][column], b[key][column], rtol=1e-12, err_msg=key)
+        elif a[key] is None:
+            assert b[key] is None, key
         else:
             assert a[key] == pytest.approx(b[key], rel=1e-12), key
 
@@ -176,7 +178,7 @@ def test_report_to_json_and_back() -> None:
     data = json.loads(json.dumps(report.to_dict()))
     assert list(data) == ["n", "n_positive", "base_rate", "roc_auc", "pr_auc", "log_loss", "brier",
                           "expected_calibration_error", "calibration", "gains", "roc_curve", "pr_curve",
-                          "gains_curve"]
+                          "gains_curve", "deciles", "intervals"]
     assert list(data["calibration"]) == ["bin", "lower", "upper", "mean_predicted", "observed_rate", "count"]
     assert list(data["gains"]) == ["share_targeted", "share_kept", "lift", "conversions_kept", "threshold"]
     assert list(data["roc_curve"]) == ["fpr", "tpr"] and list(data["pr_curve"]) == ["recall", "precision"]
@@ -233,3 +235,46 @@ def test_pandas_nullable_labels_with_missing_values_are_rejected() -> None:
 def test_bad_arguments(kwargs: dict, message: str) -> None:
     with pytest.raises(ParameterError, match=message):
         evaluate_classifier([0, 1], [0.2, 0.8], **kwargs)
+
+
+# -- deciles and bootstrap intervals (the run report's tables) -----------------------------------
+
+
+def test_deciles_equal_ranking_rows_into_ten_groups_by_hand() -> None:
+    rng = np.random.default_rng(3)
+    y = (rng.random(2000) < 0.2).astype(int)
+    score = (rng.random(2000) + 0.3 * y) / 1.3  # distinct scores: every group is exactly 200 rows
+    report = evaluate_classifier(y, score)
+    ranked = y[np.argsort(-score)]
+    by_hand = ranked.reshape(10, 200).sum(axis=1)
+    np.testing.assert_array_equal(report.deciles["decile"], np.arange(1, 11))
+    np.testing.assert_allclose(report.deciles["count"], 200)
+    np.testing.assert_allclose(report.deciles["positives"], by_hand)
+    np.testing.assert_allclose(report.deciles["lift"], (by_hand / 200) / y.mean())
+    # A constant score shares every decile alike (ties split evenly): lift 1 everywhere.
+    flat = evaluate_classifier(y, np.full(2000, 0.5))
+    np.testing.assert_allclose(flat.deciles["lift"], 1.0)
+    saved = json.loads(json.dumps(report.to_dict()))["deciles"]
+    np.testing.assert_allclose(saved["positives"], by_hand)
+
+
+def test_bootstrap_intervals_agree_with_resampling_the_rows() -> None:
+    rng = np.random.default_rng(4)
+    n = 4000
+    y = (rng.random(n) < 0.25).astype(int)
+    score = np.round(rng.random(n) * 0.6 + 0.4 * y, 3)  # ties, as probabilities rounded have
+    report = evaluate_classifier(y, score, depths=(0.1,), n_resamples=400, seed=1)
+    low, high = report.intervals["roc_auc"]
+    assert report.intervals["n_resamples"] == 400 and low < report.roc_auc < high
+    # The same percentile bootstrap over the rows themselves, with scikit-learn's AUC.
+    rows = [roc_auc_score(y[i], score[i]) for i in (rng.integers(0, n, n) for _ in range(400))]
+    np.testing.assert_allclose([low, high], np.percentile(rows, [2.5, 97.5]), atol=0.006)
+    kept_low, kept_high = report.intervals["kept@10%"]
+    assert kept_low < report.gains.share_kept[0] < kept_high
+    # Four times the rows, about half the width.
+    bigger = evaluate_classifier(np.tile(y, 4), np.tile(score, 4), n_resamples=400, seed=1)
+    ratio = np.diff(bigger.intervals["roc_auc"])[0] / (high - low)
+    assert 0.4 < ratio < 0.6
+    assert evaluate_classifier(y, score).intervals is None
+    with pytest.raises(ParameterError, match="n_resamples is -1"):
+        evaluate_classifier(y, score, n_resamples=-1)
