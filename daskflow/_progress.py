@@ -1,6 +1,6 @@
 """Progress of long work: a bar redrawn in place on a terminal, a plain line every few seconds elsewhere.
 
-One mechanism for every stage (docs/architecture.md, "Progress"). Work that takes a
+One mechanism for every stage (docs/architecture.md, "Watching a run"). Work that takes a
 while — a batch of Dask futures, ALS iterations, tuning fits — runs inside a
 :class:`Progress`. Where it draws depends on the ``daskflow`` logger's handlers:
 

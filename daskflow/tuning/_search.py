@@ -257,8 +257,11 @@ def _search_in_memory(estimator: Any, trials: list[dict[str, Any]], table: Any, 
     if client is None:
         results = [_fit_and_score(estimator, trials[t], X, y, w, *splits[f], metric) for t, f in jobs]
     else:
-        # One copy of the data on every worker, then one future per (trial, fold).
-        X_f, y_f, w_f = client.scatter([X, y, w], broadcast=True)
+        # One copy of the data on every worker, then one future per (trial, fold). Unhashed
+        # keys: with keys hashed from the data, a second search on the same data (each
+        # candidate's validation, say) scattered under the keys the first one was releasing,
+        # and its tasks failed with "lost dependencies" (about 1 run in 40).
+        X_f, y_f, w_f = client.scatter([X, y, w], broadcast=True, hash=False)
         # Keyed tune-trial-<trial>-fold-<fold>-<unique>: the dashboard names the trial it runs.
         futures = [client.submit(_fit_and_score, estimator, trials[t], X_f, y_f, w_f, *splits[f], metric,
                                  key=_trial_key(t, f)) for t, f in jobs]
@@ -410,7 +413,7 @@ def search_recommender(estimator: Any, space: Mapping[str, Sequence[Any]], matri
         if client is None:
             results = [_fit_and_rank(estimator, trials[t], *gathered[f], metric) for t, f in jobs]
         else:
-            placed = [client.scatter(list(pair), broadcast=True) for pair in gathered]
+            placed = [client.scatter(list(pair), broadcast=True, hash=False) for pair in gathered]
             futures = [client.submit(_fit_and_rank, estimator, trials[t], *placed[f], metric,
                                      key=_trial_key(t, f)) for t, f in jobs]
             results = gather_with_progress(futures, client=client, label="tune", unit="trial fits")
