@@ -638,6 +638,14 @@ class TuneConfig(_Section):
         return self.metric or ("roc_auc" if self.target == "conversion" else "ndcg@10")
 
 
+class ItemNamesConfig(_Section):
+    """Where the report finds a readable name for each item of the sample recommendations."""
+
+    source: str = Field(min_length=1, description="The data.sources entry of the item table.")
+    id: str = Field("track_id", min_length=1, description="Its item ID column (the matrix's item IDs).")
+    columns: tuple[str, ...] = Field(min_length=1, description="Columns joined into each item's label.")
+
+
 class PredictConfig(_Section):
     """Top-N recommendations for every user, written as Parquet."""
 
@@ -646,6 +654,8 @@ class PredictConfig(_Section):
     uri: str | None = Field(None, description="Where to write; default: "
                             "<run dir>/predictions/recommendations.parquet.")
     storage_options: dict[str, Any] = Field(default_factory=dict)
+    examples: int = Field(5, ge=0, description="Users whose recommendations the report shows.")
+    item_names: ItemNamesConfig | None = None
 
 
 class ConversionSourcesConfig(_Section):
@@ -714,6 +724,8 @@ class ConversionConfig(_Section):
                                  "on the cluster. 0: always on the cluster.")
     depths: tuple[Annotated[float, Field(gt=0, le=1)], ...] = (0.05, 0.1, 0.2, 0.3, 0.5)
     calibration_bins: int = Field(10, ge=2)
+    bootstrap: int = Field(200, ge=0, description="Resamples behind the report's 95% intervals of test "
+                           "ROC AUC and kept@depth; 0: no intervals.")
     convergence: ConvergenceConfig | None = None
     score: ScoreConfig = ScoreConfig()
 
@@ -971,6 +983,10 @@ class Config(_Section):
         content = self.model.content
         if content is not None and content.source not in self.data.sources:
             raise ValueError(f"model.content.source is {content.source!r} but data.sources has only "
+                             f"{', '.join(sorted(self.data.sources))}")
+        names = self.predict.item_names
+        if names is not None and names.source not in self.data.sources:
+            raise ValueError(f"predict.item_names.source is {names.source!r} but data.sources has only "
                              f"{', '.join(sorted(self.data.sources))}")
         if self.evaluate.cold_items is not None and content is None:
             raise ValueError(f"evaluate.cold_items is {self.evaluate.cold_items} but there is no "

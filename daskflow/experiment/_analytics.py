@@ -117,7 +117,12 @@ def stage_kpis(config: Any, state: Any, read_source: ReadSource) -> None:
     dau.to_parquet(state.work_dir / "artifacts" / "daily_active_users.parquet", index=False)
     state.metrics["data"] = kpis
     if config.kpis is not None:
-        _product_kpis(config, state, read_source)
+        _product_kpis(config, state, read_source)  # DAU/WAU/MAU with stickiness: kpis_active_users.png
+    elif len(dau):
+        from daskflow.reporting import plot_active_users
+
+        plot_active_users({"date": dau["date"].to_numpy(), "dau": dau["active_users"].to_numpy()},
+                          plots_dir(state.work_dir) / "kpis_active_users.png", title="Daily active users")
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

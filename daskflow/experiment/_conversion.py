@@ -92,7 +92,7 @@ def stage_classify(config: Config, state: Any) -> None:
     """
     from daskflow.evaluation import evaluate_classifier
     from daskflow.models import make_model
-    from daskflow.reporting import plot_calibration, plot_gains, plot_roc
+    from daskflow.reporting import plot_calibration, plot_gains, plot_precision_recall, plot_roc
 
     spec = config.conversion
     conv = state.conversion
@@ -111,7 +111,8 @@ def stage_classify(config: Config, state: Any) -> None:
         if choosing:
             conv.validation[name] = table_mode.validation_score(config, state, model)
             validation = {"validation_" + config.classify.selection.metric: round(conv.validation[name], 6)}
-        results[name] = _evaluate(model, name, X_test, y_true, spec, state, evaluate_classifier)
+        results[name] = _evaluate(model, name, X_test, y_true, spec, state, evaluate_classifier,
+                                  seed=config.experiment.seed)
         results[name] = {"model": entry.model, "params": entry.params, "fit_seconds": round(fit_seconds, 3),
                          **_curves_summary(model), **validation, **results[name]}
         conv.models[name] = model
@@ -124,6 +125,7 @@ def stage_classify(config: Config, state: Any) -> None:
     metrics.update({"split": split, "models": results})
     plots = plots_dir(state.work_dir)
     plot_roc(conv.reports, plots / "roc.png")
+    plot_precision_recall(conv.reports, plots / "precision_recall.png")
     plot_gains(conv.reports, plots / "gains.png")
     plot_calibration(conv.reports, plots / "calibration.png")
     if spec.convergence is not None:
@@ -132,12 +134,38 @@ def stage_classify(config: Config, state: Any) -> None:
         pickle.dump({"encoder": conv.encoder, "models": conv.models}, handle)
 
 
+def _top_features(model: Any, names: Any, k: int = 10) -> list[dict[str, Any]]:
+    """The ``k`` features a fitted model leans on most, for the report; [] when it has no such notion.
+
+    Linear models: coefficients on the encoded (standardised) features, signed, ranked by
+    size; trees: impurity-based importances. Naive Bayes has neither and shows nothing.
+    """
+    if getattr(model, "coef_", None) is not None:
+        weights = np.ravel(np.asarray(model.coef_, dtype=np.float64))
+        meaning = ("coefficients on the encoded features (standardised numbers, one-hot categories): "
+                   "the change in log-odds per unit; the sign says which way")
+    elif getattr(model, "feature_importances_", None) is not None:
+        weights = np.asarray(model.feature_importances_, dtype=np.float64)
+        meaning = "importances (impurity decrease, or splits for boosted trees): larger leans on it more"
+    else:
+        return []
+    names = [str(n) for n in names]
+    if len(weights) != len(names):
+        return []
+    order = np.argsort(-np.abs(weights), kind="stable")[:k]
+    return [{"feature": names[i], "weight": round(float(weights[i]), 6), "meaning": meaning} for i in order]
+
+
 def _evaluate(model: Any, name: str, X_test: Any, y_true: np.ndarray, spec: Any, state: Any,
-              evaluate_classifier: Any) -> dict[str, Any]:
+              evaluate_classifier: Any, *, seed: int) -> dict[str, Any]:
     (scores,) = compute([model.predict_proba(X_test)[:, 1]], state.client)
-    report = evaluate_classifier(y_true, scores, depths=spec.depths, n_bins=spec.calibration_bins)
+    report = evaluate_classifier(y_true, scores, depths=spec.depths, n_bins=spec.calibration_bins,
+                                 n_resamples=spec.bootstrap, seed=seed)
     state.conversion.reports[name] = report
     summary = report.to_dict()
+    top = _top_features(model, state.conversion.encoder.get_feature_names_out())
+    if top:
+        summary["top_features"] = top
     log.info("%s: test ROC AUC %.4f, PR AUC %.4f, log loss %.4f", name, summary["roc_auc"],
              summary["pr_auc"], summary["log_loss"])
     return summary
@@ -318,12 +346,13 @@ def stage_score(config: Config, state: Any) -> None:
     model = conv.models[name]
     meta = pd.DataFrame({"user_id": pd.Series([], dtype=conv.features["user_id"].dtype),
                          "p_convert": pd.Series([], dtype="float64")})
-    scores = conv.features.map_partitions(_score_partition, conv.encoder, model, meta=meta)
+    scores = conv.features.map_partitions(_score_partition, conv.encoder, model, meta=meta,
+                                          token="score-conversion")
     (scores,) = persist([scores], state.client)
     (p_all,) = compute([scores["p_convert"]], state.client)
     cutoffs = np.quantile(np.asarray(p_all), np.linspace(0.1, 0.9, 9))
     meta = meta.assign(decile=pd.Series([], dtype="int8"))
-    table = scores.map_partitions(_with_decile, cutoffs, meta=meta)
+    table = scores.map_partitions(_with_decile, cutoffs, meta=meta, token="score-decile")
     uri = spec.uri or str(state.work_dir / "predictions" / "conversion_scores.parquet")
     write_parquet(table, uri, storage_options=spec.storage_options, publish=state.publish)
     state.metrics["conversion"]["score"] = {

@@ -117,6 +117,9 @@ def source_reads(config: Config, stages: list[str]) -> list[tuple[str, list[str]
         roles = config.conversion.sources
         reads.extend((name, None) for name in (roles.listens, roles.users, roles.impressions,
                                                roles.conversions))
+    names = config.predict.item_names
+    if "predict" in stages and names is not None:
+        reads.append((names.source, [names.id, *names.columns]))
     if "abtest" in stages and config.abtest is not None:
         reads.append((config.abtest.assignments.source, None))
         reads.extend((metric.source, None) for metric in config.abtest.metrics.values())

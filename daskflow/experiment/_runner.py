@@ -20,6 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import scipy.sparse as sp
+
+from daskflow._dask import compute
 from daskflow._errors import ConfigError, DataError, OutputError, RunInterrupted
 from daskflow._progress import stage_label
 from daskflow._version import __version__
@@ -271,8 +275,9 @@ def _clear_for_resume(work_dir: Path) -> None:
 
 
 #: Plots in the order the report shows them (file stems); others (tuning) follow by name.
-_PLOT_ORDER = ("ranking_metrics", "als_loss", "roc", "gains", "calibration", "sgd_convergence",
-               "tuning_heatmap", "abtest_forest", "kpis_active_users", "kpis_retention", "kpis_funnel")
+_PLOT_ORDER = ("ranking_metrics", "als_loss", "roc", "precision_recall", "gains", "calibration",
+               "sgd_convergence", "tuning_heatmap", "abtest_forest", "kpis_active_users", "kpis_retention",
+               "kpis_funnel")
 
 
 def _write_report(work_dir: Path, metrics: dict[str, Any], config: Config) -> None:
@@ -531,6 +536,33 @@ def _stage_predict(config: Config, state: _State) -> None:
     write_parquet(frame, uri, storage_options=spec.storage_options, publish=state.publish)
     state.metrics["predict"] = {"uri": spec.uri or "predictions/recommendations.parquet",
                                 "users": state.matrix.n_users, "n": spec.n}
+    if spec.examples:
+        state.metrics["predict"]["examples"] = _example_recommendations(config, state)
+
+
+def _example_recommendations(config: Config, state: _State) -> list[dict[str, Any]]:
+    """The first ``predict.examples`` users' top items, labelled from ``predict.item_names``."""
+    spec = config.predict
+    matrix, model = state.matrix, state.model
+    assert matrix is not None
+    users = list(matrix.user_ids[:spec.examples])
+    # The first users' rows from the first block(s): nothing else is gathered.
+    needed = int(np.searchsorted(matrix.user_bounds, len(users), side="left"))
+    blocks = compute(list(matrix.user_blocks[:max(needed, 1)]), state.client)
+    seen = sp.vstack([block.csr for block in blocks], format="csr")[:len(users)]
+    items, _ = model.recommend(users, seen, n=min(spec.n, 5), filter_seen=spec.filter_seen)
+    ids = [[str(matrix.item_ids[i]) for i in row if i >= 0] for row in items]
+    labels: dict[str, str] = {}
+    if spec.item_names is not None:
+        names = spec.item_names
+        wanted = {item for row in ids for item in row}
+        table = _read_source(config, names.source, [names.id, *names.columns])
+        (found,) = compute([table[table[names.id].astype(str).isin(sorted(wanted))]], state.client)
+        labels = {str(row[0]): " · ".join(str(v) for v in row[1:])
+                  for row in found[[names.id, *names.columns]].itertuples(index=False)}
+    return [{"user": str(user), **{str(rank): f"{item} ({labels[item]})" if item in labels else item
+                                   for rank, item in enumerate(row, start=1)}}
+            for user, row in zip(users, ids)]
 
 
 _STAGE_FUNCTIONS = {"kpis": lambda config, state: stage_kpis(config, state, _read_source),

@@ -629,6 +629,13 @@ def plot_forest(rows: Sequence[Mapping[str, Any]], path: PathLike, *,
     return _save(figure, path, "plot_forest")
 
 
+def _has(rows: Any, name: str) -> bool:
+    try:
+        return name in rows
+    except TypeError:
+        return False
+
+
 def _column(rows: Any, name: str, caller: str) -> np.ndarray:
     try:
         return np.asarray(rows[name])
@@ -644,7 +651,9 @@ def plot_active_users(table: Any, path: PathLike, *, title: str = "Active users 
     ----------
     table : ``artifacts/kpis/active_users.parquet`` as a DataFrame (or a mapping of columns):
         ``date``, ``dau``, ``wau``, ``mau``, ``stickiness``, ``wau_complete``, ``mau_complete``.
-        Days whose trailing window starts before the data are drawn dashed.
+        Days whose trailing window starts before the data are drawn dashed. Only ``date``
+        and ``dau`` are required (the data KPIs of every run have no more): the other lines
+        are drawn when their columns are there.
     """
     dates = _column(table, "date", "plot_active_users").astype("datetime64[ms]")
     if len(dates) == 0:
@@ -652,6 +661,8 @@ def plot_active_users(table: Any, path: PathLike, *, title: str = "Active users 
     figure, axes = _axes((7.2, 4.2))
     for name, complete, color in (("dau", None, "tab:blue"), ("wau", "wau_complete", "tab:orange"),
                                   ("mau", "mau_complete", "tab:green")):
+        if name != "dau" and not _has(table, name):
+            continue
         values = _column(table, name, "plot_active_users").astype(float)
         done = np.ones(len(values), bool) if complete is None else \
             _column(table, complete, "plot_active_users").astype(bool)
@@ -661,14 +672,16 @@ def plot_active_users(table: Any, path: PathLike, *, title: str = "Active users 
                   label=f"{name.upper()} (window starts before the data)" if (~done).any() else None)
     axes.set_ylabel("users")
     axes.set_ylim(bottom=0)
-    ratio = axes.twinx()
-    ratio.plot(dates, _column(table, "stickiness", "plot_active_users").astype(float), color="tab:gray",
-               linewidth=1, label="stickiness DAU/MAU")
-    ratio.set_ylim(0, 1.05)
-    ratio.set_ylabel("DAU / MAU")
     handles, labels = axes.get_legend_handles_labels()
-    extra = ratio.get_legend_handles_labels()
-    axes.legend(handles + extra[0], labels + extra[1], fontsize=7, loc="lower left")
+    if _has(table, "stickiness"):
+        ratio = axes.twinx()
+        ratio.plot(dates, _column(table, "stickiness", "plot_active_users").astype(float), color="tab:gray",
+                   linewidth=1, label="stickiness DAU/MAU")
+        ratio.set_ylim(0, 1.05)
+        ratio.set_ylabel("DAU / MAU")
+        extra = ratio.get_legend_handles_labels()
+        handles, labels = handles + extra[0], labels + extra[1]
+    axes.legend(handles, labels, fontsize=7, loc="lower left")
     figure.autofmt_xdate()
     axes.set_title(title, fontsize=10)
     return _save(figure, path, "plot_active_users")

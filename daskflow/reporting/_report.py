@@ -23,7 +23,8 @@ h1{font-size:1.6rem;margin-bottom:.2rem} h2{font-size:1.25rem;border-bottom:1px 
 padding-bottom:.2rem;margin-top:2rem} .meta{color:#555}
 table{border-collapse:collapse;margin:.6rem 0;font-size:.85rem;max-width:100%} th,td{border:1px solid #ddd;
 padding:.25rem .5rem;text-align:right;overflow-wrap:anywhere} th{background:#f5f5f7}
-td:first-child,th:first-child{text-align:left} tr.chosen td,th.chosen{background:#e3f1e3;font-weight:600}
+td:first-child,th:first-child{text-align:left;overflow-wrap:normal}
+tr.chosen td,th.chosen{background:#e3f1e3;font-weight:600}
 p.note{color:#555;font-size:.9rem;max-width:60rem}
 pre{background:#f5f5f7;padding:.8rem;overflow:auto;font-size:.8rem}
 figure{display:inline-block;margin:.5rem;vertical-align:top} figure img{max-width:520px;
@@ -40,6 +41,10 @@ _CAPTIONS = {
     "sgd_convergence": "SGD convergence: objective per iteration for several step sizes",
     "tuning_heatmap": "Validation metric over the two tuned hyperparameters",
     "precision_recall": "Precision-recall curves on the test rows",
+    "kpis_active_users": "Daily active users (kpis stage)",
+    "kpis_retention": "Retention by cohort (kpis stage)",
+    "kpis_funnel": "Funnels: share of users reaching each step (kpis stage)",
+    "abtest_forest": "A/B test: each metric's difference with its confidence interval",
 }
 #: A table with more columns than this is shown transposed (one column per row), so that
 #: it fits the page instead of running off its right edge.
@@ -135,10 +140,9 @@ def _interval(bounds: Any) -> str:
 
 def _population_note(conversion: Mapping[str, Any], table: bool) -> str:
     """One sentence saying which rows the models learned from and which they were tested on."""
-    population = conversion.get("population", {})
     split = conversion.get("split", {})
-    train = split.get("train_rows", population.get("train_users"))
-    test = split.get("test_rows", population.get("test_users"))
+    train = split.get("train_rows", split.get("train_users"))
+    test = split.get("test_rows", split.get("test_users"))
     unit = "rows" if table else "users"
     if train is None or test is None:
         return ""

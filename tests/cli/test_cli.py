@@ -196,10 +196,18 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     scores = pd.read_parquet(run_dir / "predictions" / "conversion_scores.parquet")
     assert len(scores) == conversion["population"]["users"] == 2_000
     page = (run_dir / "report.html").read_text()
-    assert page.count("<img ") == 5  # ranking metrics, ALS loss, ROC, gains, calibration
-    from tests.reporting.test_report import images_loaded_in_chromium
+    # ranking metrics, ALS loss, ROC, precision-recall, gains, calibration, daily active users
+    assert page.count("<img ") == 7
+    from tests.reporting.test_report import layout_in_chromium
 
-    assert images_loaded_in_chromium(run_dir / "report.html", tmp_path) == "5/5"
+    # Opened at 1280 px as a person would: every plot loads, no table runs off the page.
+    layout = layout_in_chromium(run_dir / "report.html", tmp_path)
+    assert layout["images"] == "7/7" and layout["overflowing"] == "", layout
+    page = (run_dir / "report.html").read_text()
+    for section in ("logistic_regression (chosen)", "ROC AUC 95% CI", "by decile of score",
+                    "the strongest features", "A few users' recommendations", "Precision-recall curves",
+                    "Daily active users", "every figure below is measured on"):
+        assert section in page, section
     recommendations = pd.read_parquet(run_dir / "predictions" / "recommendations.parquet")
     users = pd.read_parquet(run_dir / "artifacts" / "user_index.parquet")
     assert set(recommendations.user_id) == set(users.user_id)

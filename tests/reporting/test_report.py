@@ -90,7 +90,7 @@ def _wide_metrics() -> dict:
                         "top_features": [{"feature": "listening_minutes_28d", "weight": 0.8,
                                           "meaning": "standardised coefficients"}]}
     return {**METRICS, "conversion": {"population": {"users": 300}, "models": models,
-                                      "split": {"train_rows": 700, "test_rows": 300, "by": "hash"},
+                                      "split": {"train_users": 700, "test_users": 300, "by": "hash"},
                                       "score": {"model": "lbfgs", "rows": 1000}},
             "predict": {"users": 300, "examples": [
                 {"user": "u1", "1": "Song A — Artist", "2": "Song B — Artist", "3": "Song C — Artist"}]}}
