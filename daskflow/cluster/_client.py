@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from daskflow._errors import ClusterError
+from daskflow._retry import retry
 from daskflow.cluster import _kubernetes as k8s
 
 __all__ = ["connect", "BACKENDS", "dashboard_link"]
@@ -91,20 +92,13 @@ def _remote(*, address: str, connect_timeout: float = 10.0, retries: int = 3, **
                            f"> 0 to wait for the scheduler at {address}. Set e.g. cluster.connect_timeout=10")
     # The same TLS settings (dask config distributed.comm.tls.*) the Client will use.
     connection_args = Security().get_connection_args("client")
-    delay = 0.5
-    for attempt in range(1, retries + 1):
-        try:
-            _check_scheduler(address, connect_timeout, connection_args)
-            break
-        except _Unreachable as exc:
-            if attempt == retries:
-                raise ClusterError(f"cannot reach the Dask scheduler at {address} after {retries} "
-                                   f"attempts ({exc}): start it (dask scheduler) or fix "
-                                   "cluster.address") from None
-            log.warning("scheduler %s not reachable (attempt %d/%d), retrying in %.1fs", address,
-                        attempt, retries, delay)
-            time.sleep(delay)
-            delay *= 2
+    try:  # only "nothing accepted the connection" is retried: a peer that answered wrongly will again
+        retry(lambda: _check_scheduler(address, connect_timeout, connection_args), attempts=retries,
+              what=f"reaching the scheduler at {address}",
+              transient=lambda exc: isinstance(exc, _Unreachable))
+    except _Unreachable as exc:
+        raise ClusterError(f"cannot reach the Dask scheduler at {address} after {retries} "
+                           f"attempts ({exc}): start it (dask scheduler) or fix cluster.address") from None
     try:
         # The peer answered the handshake as a scheduler just now, so this connect is bounded
         # in practice; distributed's own handshake read has no deadline of its own.

@@ -26,13 +26,13 @@ import logging
 import os
 import sys
 import threading
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import yaml
 
 from daskflow._errors import ClusterError
+from daskflow._retry import retry
 
 __all__ = ["ManifestError", "default_image", "render_manifest", "validate_manifest", "manifest_to_yaml",
            "build_manifest"]
@@ -504,30 +504,28 @@ def check_api(*, name: str, namespace: str | None = None, timeout: float = 10.0,
     import httpx
     import kr8s
 
-    delay = 0.5
-    for attempt in range(1, retries + 1):
-        try:
-            return _run(_probe(name, namespace), timeout)
-        except ClusterError:
-            raise
-        except (TimeoutError, OSError, httpx.TransportError, kr8s.APITimeoutError, kr8s.ServerError) as exc:
-            if isinstance(exc, kr8s.ServerError) and _status(exc) < 500:
-                raise _refused(exc, namespace) from exc
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else f"no answer within {timeout:g} s"
-            if attempt == retries:
-                raise ClusterError(f"cannot reach the Kubernetes API at {_api_source()} after {retries} "
-                                   f"attempt{'s' if retries > 1 else ''} ({reason}): check that "
-                                   "`kubectl get nodes` works with the same KUBECONFIG, or raise "
-                                   "cluster.kubernetes.api_timeout / api_retries") from exc
-            log.warning("Kubernetes API not reachable (attempt %d/%d: %s), retrying in %.1fs", attempt,
-                        retries, reason, delay)
-            time.sleep(delay)
-            delay *= 2
-        except Exception as exc:  # kr8s found no usable credentials, or a malformed kubeconfig
-            raise ClusterError(f"no usable Kubernetes credentials ({type(exc).__name__}: {exc}; looked in "
-                               f"{_api_source()}): point KUBECONFIG at your cluster's kubeconfig, "
-                               "or run daskflow in a pod with a service account") from exc
-    raise AssertionError("unreachable")  # pragma: no cover
+    unreachable = (TimeoutError, OSError, httpx.TransportError, kr8s.APITimeoutError, kr8s.ServerError)
+
+    def transient(exc: Exception) -> bool:  # no answer, or the server's own 5xx trouble
+        return isinstance(exc, unreachable) and not (isinstance(exc, kr8s.ServerError) and _status(exc) < 500)
+
+    try:
+        return retry(lambda: _run(_probe(name, namespace), timeout), attempts=retries, transient=transient,
+                     what="reaching the Kubernetes API")
+    except ClusterError:
+        raise
+    except unreachable as exc:
+        if isinstance(exc, kr8s.ServerError) and _status(exc) < 500:
+            raise _refused(exc, namespace) from exc
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else f"no answer within {timeout:g} s"
+        raise ClusterError(f"cannot reach the Kubernetes API at {_api_source()} after {retries} "
+                           f"attempt{'s' if retries > 1 else ''} ({reason}): check that "
+                           "`kubectl get nodes` works with the same KUBECONFIG, or raise "
+                           "cluster.kubernetes.api_timeout / api_retries") from exc
+    except Exception as exc:  # kr8s found no usable credentials, or a malformed kubeconfig
+        raise ClusterError(f"no usable Kubernetes credentials ({type(exc).__name__}: {exc}; looked in "
+                           f"{_api_source()}): point KUBECONFIG at your cluster's kubeconfig, "
+                           "or run daskflow in a pod with a service account") from exc
 
 
 async def _probe(name: str, namespace: str | None) -> str:

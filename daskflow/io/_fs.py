@@ -12,7 +12,6 @@ import logging
 import os
 import shutil
 import socket
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from daskflow._errors import DataError, OutputError
+from daskflow._retry import retry
 
 __all__ = ["open_filesystem", "atomic_output", "with_retries", "SUCCESS_MARKER", "PendingOutput",
            "Publication", "OutputClaimed"]
@@ -74,26 +74,14 @@ def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
 
 
 def with_retries(action: Callable[[], Any], *, what: str, attempts: int = 3, delay: float = 0.5) -> Any:
-    """Run ``action``; on a network-looking failure retry with doubling waits, then re-raise.
+    """Run a store operation with :func:`daskflow._retry.retry`: every failure but a final answer
+    (a missing file, bad permissions, a directory where a file was expected) is retried."""
+    return retry(action, what=what, attempts=attempts, delay=delay, transient=_store_transient)
 
-    Object stores and network filesystems fail transiently (a throttled request, a
-    restarting endpoint); a few spaced attempts ride that out, and a store that stays
-    unreachable still fails within seconds. Missing files and bad permissions are not
-    retried: those answers do not change.
-    """
-    for attempt in range(1, attempts + 1):
-        try:
-            return action()
-        except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - stores raise their own exception types
-            if attempt == attempts:
-                raise
-            log.warning("%s failed (%s: %s), attempt %d/%d; retrying in %.1fs", what, type(exc).__name__,
-                        exc, attempt, attempts, delay)
-            time.sleep(delay)
-            delay *= 2
-    raise AssertionError("unreachable")
+
+def _store_transient(exc: Exception) -> bool:
+    # Stores raise their own exception types for network trouble; these answers do not change.
+    return not isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError)
 
 
 # --------------------------------------------------------------------------------------------

@@ -475,7 +475,7 @@ def test_unreachable_api_is_retried_with_backoff_then_fails(tmp_path: Path, monk
             pass
     assert 1.5 <= time.monotonic() - started < 20  # backoff 0.5 s + 1 s
     assert [r.message.split(" (")[0] for r in caplog.records if "retrying" in r.message] == [
-        "Kubernetes API not reachable"] * 2
+        "reaching the Kubernetes API failed"] * 2
 
 
 def test_silent_api_is_bounded_by_api_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
