@@ -25,6 +25,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from dask.base import tokenize
 
+from daskflow._dask import compute
 from daskflow._errors import DaskflowError, DataError, SchemaError
 from daskflow.io._filters import filters_as_tuples
 from daskflow.io._fs import _is_local, open_filesystem, own_options, with_retries
@@ -167,7 +168,7 @@ def naming_unreadable_file(frame: dd.DataFrame, token: str | None = None,
         fs, _ = open_filesystem(read.uri, read.storage_options)
         columns = [c for c in read.columns if c not in read.partition_columns]
         checks = [dask.delayed(_read_fails, pure=True)(fs, file, columns) for file in read.files]
-        failed = client.gather(client.compute(checks)) if client is not None else dask.compute(*checks)
+        failed = compute(checks, client)
         file = next((f for f, bad in zip(read.files, failed) if bad), None)
         if file is None:
             raise

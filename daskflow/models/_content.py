@@ -24,6 +24,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from daskflow._dask import compute
 from daskflow._errors import DataError, SchemaError
 from daskflow.models import _content_kernels as kernels
 from daskflow.models._params import Rule, check_params
@@ -100,8 +101,7 @@ class ContentEncoder(TransformerMixin, BaseEstimator):
         while len(stats) > 1:
             stats = [dask.delayed(kernels.merge_stats)(*stats[i:i + 2]) if i + 1 < len(stats)
                      else stats[i] for i in range(0, len(stats), 2)]
-        merged = (client.compute(stats[0]).result() if client is not None
-                  else dask.compute(stats[0])[0])
+        (merged,) = compute([stats[0]], client)
         _check_unique(merged["ids"], self.id_col)
         self.state_ = kernels.encoder_state(merged, columns, separators, self.max_categories)
         self.n_output_features_ = kernels.encoded_width(self.state_)

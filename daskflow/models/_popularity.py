@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import dask
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import validate_data
 
+from daskflow._dask import compute, named
 from daskflow._errors import DataError
 from daskflow._kernels import rows_contain
 from daskflow.models._base import RecommenderMixin
@@ -53,8 +53,8 @@ class PopularityRecommender(RecommenderMixin, BaseEstimator):
         if self.by not in ("users", "weight"):
             raise DataError(f"PopularityRecommender(by={self.by!r}): expected 'users' or 'weight'")
         if hasattr(X, "item_blocks"):  # a blocked InteractionMatrix on the cluster
-            counts = [dask.delayed(_block_popularity)(b, self.by) for b in X.item_blocks]
-            parts = client.gather(client.compute(counts)) if client is not None else dask.compute(*counts)
+            counts = [named(_block_popularity, "popularity-block")(b, self.by) for b in X.item_blocks]
+            parts = compute(counts, client)
             popularity = np.concatenate(parts)
             self.n_features_in_ = X.n_items
         else:
