@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).parents[2]
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
@@ -126,13 +127,17 @@ def _wait_for(lines: queue.Queue[str], pattern: str, seen: list[str], timeout: f
 def test_the_printed_dashboard_renders_and_names_daskflow_tasks(tiny_lake: Path, tmp_path: Path) -> None:
     if shutil.which("chromium") is None:
         pytest.skip("needs Debian's headless chromium")
-    sources = [f"data.sources.{name}.uri={tiny_lake / name}"
-               for name in ("listens", "users", "ad_impressions", "conversions")]
-    # The quickstart on the tiny lake, with enough ALS iterations to look at it while it runs.
+    # The quickstart with every source on the tiny lake (same table names), and enough ALS
+    # iterations to look at the dashboard while it runs.
+    config = yaml.safe_load(QUICKSTART.read_text())
+    config["data"]["sample"] = None
+    for source in config["data"]["sources"].values():
+        source["uri"] = str(tiny_lake / Path(source["uri"]).name)
+    quickstart = tmp_path / "quickstart.yaml"
+    quickstart.write_text(yaml.safe_dump(config))
     process = subprocess.Popen(
-        [sys.executable, "-m", "daskflow", "run", str(QUICKSTART), "data.sample=null",
-         "cluster.dashboard_address=:0", "cluster.n_workers=1", "model.params.n_iter=5000", *sources,
-         f"output.dir={tmp_path / 'out'}"],
+        [sys.executable, "-m", "daskflow", "run", str(quickstart), "cluster.dashboard_address=:0",
+         "cluster.n_workers=1", "model.params.n_iter=5000", f"output.dir={tmp_path / 'out'}"],
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     browser = None
     try:
