@@ -52,6 +52,30 @@ def test_only_the_cluster_package_creates_a_client() -> None:
         assert "Client(" not in text and "LocalCluster(" not in text, path.relative_to(PACKAGE)
 
 
+def _lazy_packages() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("__init__.py") if "attach(__name__" in p.read_text())
+
+
+@pytest.mark.parametrize("init", _lazy_packages(), ids=lambda p: str(p.parent.relative_to(PACKAGE.parent)))
+def test_lazy_names_are_declared_once_and_import(init: Path) -> None:
+    """What a package's attach() call maps is what type checkers see, and each name imports."""
+    import importlib
+
+    tree = ast.parse(init.read_text())
+    checked = next(node for node in tree.body if isinstance(node, ast.If)
+                   and getattr(node.test, "id", None) == "TYPE_CHECKING")
+    typed = {alias.asname or alias.name for node in ast.walk(checked) if isinstance(node, ast.ImportFrom)
+             for alias in node.names}
+    call = next(node for node in ast.walk(tree) if isinstance(node, ast.Call)
+                and getattr(node.func, "id", None) == "attach")
+    mapped = {name for names in ast.literal_eval(call.args[1]).values() for name in names}
+    assert typed == mapped
+    package = importlib.import_module(".".join(init.parent.relative_to(PACKAGE.parent).parts))
+    assert mapped <= set(package.__all__) and mapped <= set(dir(package))
+    for name in sorted(mapped):
+        assert getattr(package, name) is not None
+
+
 def test_import_contracts_are_kept() -> None:
     """The layer contract in pyproject.toml ([tool.importlinter]), checked by import-linter."""
     lint_imports = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))

@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from daskflow._lazy import attach
+
 if TYPE_CHECKING:
     from daskflow.models._als import ImplicitALS
     from daskflow.models._base import RecommenderMixin
@@ -26,11 +28,16 @@ if TYPE_CHECKING:
     from daskflow.models._logistic import LinearSVM, LogisticRegression
     from daskflow.models._popularity import PopularityRecommender
 
-__all__ = ["BoostedTreesClassifier", "ContentEncoder", "ContentToFactors", "DecisionTreeClassifier",
-           "ImplicitALS", "ItemContent", "LinearSVM",
-           "LogisticRegression", "NaiveBayesClassifier", "PopularityRecommender",
-           "RandomForestClassifier", "RecommenderMixin", "available_models", "check_model_params",
-           "make_model", "model_class"]
+__getattr__, __dir__, _LAZY_NAMES = attach(__name__, {
+    "_als": ["ImplicitALS"],
+    "_base": ["RecommenderMixin"],
+    "_classifiers": ["BoostedTreesClassifier", "DecisionTreeClassifier", "NaiveBayesClassifier",
+                     "RandomForestClassifier"],
+    "_content": ["ContentEncoder", "ContentToFactors", "ItemContent"],
+    "_logistic": ["LinearSVM", "LogisticRegression"],
+    "_popularity": ["PopularityRecommender"],
+})
+__all__ = [*_LAZY_NAMES, "available_models", "check_model_params", "make_model", "model_class"]
 
 #: Config name -> (kind, "module:class" of the estimator).
 _REGISTRY: dict[str, tuple[str, str]] = {
@@ -43,26 +50,6 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "random_forest": ("classifier", "daskflow.models._classifiers:RandomForestClassifier"),
     "boosted_trees": ("classifier", "daskflow.models._classifiers:BoostedTreesClassifier"),
 }
-_LAZY = {"ImplicitALS": "daskflow.models._als",
-         "PopularityRecommender": "daskflow.models._popularity",
-         "RecommenderMixin": "daskflow.models._base",
-         "ContentEncoder": "daskflow.models._content",
-         "ContentToFactors": "daskflow.models._content",
-         "ItemContent": "daskflow.models._content",
-         "LogisticRegression": "daskflow.models._logistic",
-         "LinearSVM": "daskflow.models._logistic",
-         "NaiveBayesClassifier": "daskflow.models._classifiers",
-         "DecisionTreeClassifier": "daskflow.models._classifiers",
-         "RandomForestClassifier": "daskflow.models._classifiers",
-         "BoostedTreesClassifier": "daskflow.models._classifiers"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'daskflow.models' has no attribute {name!r}")
-
-
 def available_models(kind: str | None = None) -> list[str]:
     """Registered model names, all or only one kind (``"recommender"`` or ``"classifier"``)."""
     return sorted(name for name, (k, _) in _REGISTRY.items() if kind is None or k == kind)

@@ -10,8 +10,9 @@ matplotlib's default style, so the same data gives the same bytes whatever the u
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from daskflow._lazy import attach
 
 if TYPE_CHECKING:
     from daskflow.reporting._plots import (
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
         plot_forest,
         plot_funnels,
         plot_gains,
+        plot_precision_recall,
         plot_ranking_metrics,
         plot_retention,
         plot_roc,
@@ -29,18 +31,9 @@ if TYPE_CHECKING:
     )
     from daskflow.reporting._report import write_report
 
-__all__ = ["plot_calibration", "plot_convergence", "plot_gains", "plot_precision_recall",
-           "plot_ranking_metrics", "plot_roc",
-           "plot_tuning", "plot_tuning_heatmap", "write_report", "plot_forest", "plot_active_users",
-           "plot_retention", "plot_funnels"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        module = "_report" if name == "write_report" else "_plots"
-        return getattr(importlib.import_module(f"daskflow.reporting.{module}"), name)
-    raise AttributeError(f"module 'daskflow.reporting' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "_plots": ["plot_active_users", "plot_calibration", "plot_convergence", "plot_forest", "plot_funnels",
+               "plot_gains", "plot_precision_recall", "plot_ranking_metrics", "plot_retention", "plot_roc",
+               "plot_tuning", "plot_tuning_heatmap"],
+    "_report": ["write_report"],
+})

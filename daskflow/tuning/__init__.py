@@ -6,18 +6,15 @@ scikit-learn or xarray.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from daskflow._lazy import attach
 
 if TYPE_CHECKING:
     from daskflow.tuning._search import SCORERS, SearchResult, parameter_trials, search, search_recommender
     from daskflow.tuning._select import cross_validate
 
-__all__ = ["SCORERS", "SearchResult", "cross_validate", "parameter_trials", "search", "search_recommender"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        module = "_select" if name == "cross_validate" else "_search"
-        return getattr(importlib.import_module(f"daskflow.tuning.{module}"), name)
-    raise AttributeError(f"module 'daskflow.tuning' has no attribute {name!r}")
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "_search": ["SCORERS", "SearchResult", "parameter_trials", "search", "search_recommender"],
+    "_select": ["cross_validate"],
+})
