@@ -37,6 +37,8 @@ __all__ = [
     "TableConfig",
     "TableLabelConfig",
     "TableSplitConfig",
+    "AggregatesConfig",
+    "AggregateEventsConfig",
     "ConversionSourcesConfig",
     "ClassifierConfig",
     "ConversionSplitConfig",
@@ -408,11 +410,40 @@ ColumnValue = str | bool | int | float
 
 
 class TableLabelConfig(_Section):
-    """The binary label of the entity table: a column and its positive value."""
+    """The binary label of the entity table: a column and its positive value, or events after the cutoff."""
 
-    column: str = Field(min_length=1, description="The label column; exactly two distinct values (rows "
-                        "without a value are scored, not fitted).")
-    positive: ColumnValue = Field(description="The value that is the positive class, e.g. \"yes\" or 1.")
+    column: str | None = Field(None, min_length=1, description="The label column; exactly two distinct "
+                               "values (rows without a value are scored, not fitted).")
+    positive: ColumnValue | None = Field(None, description="label.column: the value that is the positive "
+                                         "class, e.g. \"yes\" or 1.")
+    source: str | None = Field(None, min_length=1, description="A label from events: the data.sources "
+                               "entry of the events (e.g. conversions); positive when the entity has one "
+                               "in [features.aggregates.cutoff, cutoff + within_days).")
+    id: str | None = Field(None, min_length=1, description="label.source: the events' entity ID column "
+                           "(default: features.table.id).")
+    time: str | None = Field(None, min_length=1, description="label.source: the events' timestamp column.")
+    within_days: float | None = Field(None, gt=0, description="label.source: the label window's length "
+                                      "in days, from the cutoff.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TableLabelConfig:
+        by_column = self.column is not None or self.positive is not None
+        by_events = any(v is not None for v in (self.source, self.id, self.time, self.within_days))
+        if by_column == by_events:
+            raise ValueError("give either column and positive (a label column) or source, time and "
+                             "within_days (a label from events after features.aggregates.cutoff)")
+        if by_column and (self.column is None or self.positive is None):
+            raise ValueError("a label column needs both column and positive, e.g. {column: churned, "
+                             "positive: \"yes\"}")
+        if by_events and (self.source is None or self.time is None or self.within_days is None):
+            missing = [k for k in ("source", "time", "within_days") if getattr(self, k) is None]
+            raise ValueError(f"a label from events needs source, time and within_days; missing "
+                             f"{', '.join(missing)}")
+        return self
+
+    @property
+    def from_events(self) -> bool:
+        return self.source is not None
 
 
 class TableSplitConfig(_Section):
@@ -497,10 +528,89 @@ class TableConfig(_Section):
                                   "feature, its role inferred from its type (logged).")
 
 
+#: A window of features.aggregates: <n>d, <n>h or all.
+_WINDOW = re.compile(r"^([1-9][0-9]*[dh]|all)$")
+
+
+class AggregateSessionsConfig(_Section):
+    gap_minutes: float = Field(30, gt=0, description="A silence longer than this many minutes between "
+                               "two events starts a new session.")
+
+
+class AggregateEventsConfig(_Section):
+    """One event source's per-entity aggregates (docs/features.md, "Aggregates")."""
+
+    source: str | None = Field(None, min_length=1, description="The data.sources entry of the events "
+                               "(default: the entry's own name).")
+    id: str = Field(min_length=1, description="The events' entity ID column; joins features.table.id.")
+    time: str = Field(min_length=1, description="The events' timestamp column.")
+    windows: tuple[str, ...] = Field(("all",), min_length=1, description="Windows ending at the cutoff: "
+                                     "<n>d (days), <n>h (hours) or all (every event before the cutoff).")
+    count: bool = Field(True, description="Events per window.")
+    sum: tuple[str, ...] = Field((), description="Numeric columns summed per window.")
+    mean: tuple[str, ...] = Field((), description="Numeric columns averaged per window.")
+    min: tuple[str, ...] = Field((), description="Numeric columns' minimum per window.")
+    max: tuple[str, ...] = Field((), description="Numeric columns' maximum per window.")
+    nunique: tuple[str, ...] = Field((), description="Columns whose distinct values are counted per window.")
+    active_days: bool = Field(False, description="Distinct UTC days with an event, per window.")
+    recency: bool = Field(False, description="Days from the last and from the first event to the cutoff.")
+    share: dict[str, tuple[ColumnValue, ...]] = Field({}, description="{column: [values]}: the share of "
+                                                      "events with each value, per window.")
+    sessions: AggregateSessionsConfig | None = Field(None, description="Sessions per window: runs of events "
+                                                     "without a silence longer than gap_minutes.")
+
+    @field_validator("windows", "sum", "mean", "min", "max", "nunique", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return value if isinstance(value, list | tuple) else (value,)
+
+    @field_validator("windows")
+    @classmethod
+    def _durations(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [w for w in value if not _WINDOW.match(str(w))]
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))} is not a duration: expected <n>d (days), <n>h "
+                             "(hours) or all, e.g. [7d, 28d, all]")
+        if len(set(value)) != len(value):
+            raise ValueError(f"windows {list(value)} repeat a window: name each once")
+        return value
+
+
+class AggregatesConfig(_Section):
+    """Per-entity aggregates of event logs as of a cutoff, joined to features.table by id."""
+
+    cutoff: str = Field(description="Events at or after this time never reach a feature; a label from "
+                        "events starts here. An ISO date or timestamp, UTC unless it names a zone.")
+    events: dict[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")], AggregateEventsConfig] = Field(
+        {}, description="{name: aggregates}: each entry's name prefixes its features, e.g. "
+        "listens_sum_ms_played_28d.")
+
+    @field_validator("cutoff", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> Any:
+        import datetime
+
+        return value.isoformat() if isinstance(value, datetime.date) else value
+
+    @field_validator("cutoff")
+    @classmethod
+    def _a_time(cls, value: str) -> str:
+        import datetime
+
+        try:
+            datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"expected an ISO date or timestamp such as 2026-01-15 or "
+                             f"2026-01-15T00:00:00Z, got {value!r}") from None
+        return value
+
+
 class FeaturesConfig(_Section):
     interactions: InteractionsConfig = InteractionsConfig()
     table: TableConfig | None = Field(None, description="The entity table the classify, tune and score "
                                       "stages use instead of the sample lake's conversion features.")
+    aggregates: AggregatesConfig | None = Field(None, description="Per-entity aggregates of event logs "
+                                                "added to features.table (docs/features.md).")
 
 
 #: ContentToFactors' parameters a config may set under model.content.params.
@@ -1000,6 +1110,22 @@ class Config(_Section):
         if conversion_stages and table is not None and table.source not in self.data.sources:
             raise ValueError(f"features.table.source is {table.source!r} but data.sources has only "
                              f"{', '.join(sorted(self.data.sources))}")
+        aggregates = self.features.aggregates
+        if aggregates is not None and table is None:
+            raise ValueError("features.aggregates is set but features.table is not: aggregates are joined "
+                             "to the entity table by its id; add features.table")
+        if conversion_stages and table is not None:
+            named = [(f"features.aggregates.events.{n}.source", e.source or n)
+                     for n, e in (aggregates.events.items() if aggregates else ())]
+            if table.label.source is not None:
+                named.append(("features.table.label.source", table.label.source))
+            for key, name in named:
+                if name not in self.data.sources:
+                    raise ValueError(f"{key} is {name!r} but data.sources has only "
+                                     f"{', '.join(sorted(self.data.sources))}")
+            if table.label.source is not None and aggregates is None:
+                raise ValueError("features.table.label.source (a label from events) needs "
+                                 "features.aggregates.cutoff: the label window starts at the cutoff")
         if conversion_stages and table is None:
             wanted = self.conversion.sources.model_dump().items()
             missing = [f"{role}={name!r}" for role, name in wanted if name not in self.data.sources]

@@ -19,7 +19,8 @@ from daskflow._dask import compute, persist
 from daskflow.config import Config
 from daskflow.io import write_parquet
 
-__all__ = ["metrics_section", "table_arguments", "check_table_source", "table_features",
+__all__ = ["metrics_section", "table_arguments", "check_table_source", "table_features", "aggregate_specs",
+           "aggregate_sources", "event_label", "check_aggregate_sources",
            "split_and_encode_table", "needs_choice", "validation_score", "chosen_model", "score_table"]
 
 log = logging.getLogger("daskflow")
@@ -46,9 +47,46 @@ def table_arguments(config: Config) -> dict[str, Any]:
     else:
         assert split.time is not None
         table_split = TableSplit("time", split.time, cutoff=split.cutoff)
-    return {"id_column": spec.id, "label_column": spec.label.column, "positive": spec.label.positive,
-            "split": table_split, "categorical": spec.categorical, "numeric": spec.numeric,
+    label_column, positive = spec.label.column, spec.label.positive
+    if spec.label.from_events:
+        label_column, positive = event_label(config).column, 1
+    numeric = spec.numeric
+    if numeric is not None and config.features.aggregates is not None:
+        numeric = (*numeric, *(n for s in aggregate_specs(config) for n in s.feature_names()))
+    return {"id_column": spec.id, "label_column": label_column, "positive": positive,
+            "split": table_split, "categorical": spec.categorical, "numeric": numeric,
             "log_columns": spec.log, "drop": spec.drop, "source": spec.source, "where": "features.table"}
+
+
+def aggregate_specs(config: Config) -> list[Any]:
+    """``features.aggregates.events`` as :class:`~daskflow.features.tabular.AggregateSpec` values."""
+    from daskflow.features.tabular import AggregateSpec
+
+    spec = config.features.aggregates
+    if spec is None:
+        return []
+    return [AggregateSpec(name, id=e.id, time=e.time, windows=e.windows, count=e.count, sum=e.sum,
+                          mean=e.mean, min=e.min, max=e.max, nunique=e.nunique, active_days=e.active_days,
+                          recency=e.recency, share=tuple((c, tuple(map(str, v))) for c, v in e.share.items()),
+                          session_gap_minutes=e.sessions.gap_minutes if e.sessions is not None else None)
+            for name, e in spec.events.items()]
+
+
+def aggregate_sources(config: Config) -> list[str]:
+    """The data.sources entry each ``features.aggregates.events`` entry reads."""
+    spec = config.features.aggregates
+    return [e.source or name for name, e in spec.events.items()] if spec is not None else []
+
+
+def event_label(config: Config) -> Any:
+    """``features.table.label`` from events as an :class:`~daskflow.features.tabular.EventLabel`."""
+    from daskflow.features.tabular import EventLabel
+
+    spec = config.features.table
+    assert spec is not None and spec.label.source is not None and spec.label.time is not None
+    within = float(spec.label.within_days or 0)
+    return EventLabel(spec.label.source, spec.label.id or spec.id, spec.label.time, within,
+                      f"{spec.label.source}_within_{within:g}d")
 
 
 def check_table_source(config: Config, frame: Any) -> None:
@@ -57,8 +95,29 @@ def check_table_source(config: Config, frame: Any) -> None:
 
     arguments = table_arguments(config)
     arguments.pop("positive")
-    check_table_columns([str(c) for c in frame.columns], {str(c): t for c, t in frame.dtypes.items()},
-                        **arguments)
+    dtypes = {str(c): t for c, t in frame.dtypes.items()}
+    generated = {n: np.dtype(np.float64) for s in aggregate_specs(config) for n in s.feature_names()}
+    if config.features.table is not None and config.features.table.label.from_events:
+        generated[event_label(config).column] = np.dtype(np.int8)
+    check_table_columns([*dtypes, *generated], {**dtypes, **generated}, **arguments)
+
+
+def check_aggregate_sources(config: Config, frames: dict[str, Any]) -> None:
+    """The columns ``features.aggregates`` and a label from events name, against the footers' schemas."""
+    from daskflow.features.tabular import AggregateSpec, check_aggregate_columns
+
+    for spec, source in zip(aggregate_specs(config), aggregate_sources(config), strict=True):
+        if source in frames:
+            dtypes = {str(c): t for c, t in frames[source].dtypes.items()}
+            check_aggregate_columns(spec, dtypes, source=source,
+                                    where=f"features.aggregates.events.{spec.name}")
+    table = config.features.table
+    if table is not None and table.label.from_events:
+        label = event_label(config)
+        if label.source in frames:
+            dtypes = {str(c): t for c, t in frames[label.source].dtypes.items()}
+            check_aggregate_columns(AggregateSpec("label", id=label.id, time=label.time), dtypes,
+                                    source=label.source, where="features.table.label")
 
 
 def table_features(config: Config, state: Any, read_source: Any) -> None:
@@ -67,8 +126,25 @@ def table_features(config: Config, state: Any, read_source: Any) -> None:
 
     spec = config.features.table
     assert spec is not None
-    table = build_entity_table(read_source(config, spec.source, None), seed=config.experiment.seed,
-                               client=state.client, **table_arguments(config))
+    frame = read_source(config, spec.source, None)
+    aggregates = config.features.aggregates
+    if aggregates is not None:
+        from daskflow.features.tabular import build_aggregates
+
+        specs, sources = aggregate_specs(config), aggregate_sources(config)
+        label = event_label(config) if spec.label.from_events else None
+        columns: dict[str, list[str]] = {}
+        for one, source in zip(specs, sources, strict=True):
+            columns.setdefault(source, []).extend(c for c in one.columns if c not in columns.get(source, []))
+        if label is not None:
+            columns.setdefault(label.source, []).extend(
+                c for c in (label.id, label.time) if c not in columns.get(label.source, []))
+        events = {name: read_source(config, name, wanted) for name, wanted in columns.items()}
+        frame = build_aggregates(frame, events, id_column=spec.id, specs=specs, spec_sources=sources,
+                                 cutoff=aggregates.cutoff, label=label, where="features.aggregates",
+                                 client=state.client).frame
+    table = build_entity_table(frame, seed=config.experiment.seed, client=state.client,
+                               **table_arguments(config))
     conv = state.conversion
     conv.table, conv.features = table, table.frame
     state.metrics.setdefault("classify", {})["population"] = {

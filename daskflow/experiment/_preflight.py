@@ -113,6 +113,11 @@ def source_reads(config: Config, stages: list[str]) -> list[tuple[str, list[str]
         reads.append((content.source, None if content.columns is None else [content.id, *content.columns]))
     if "features" in stages and config.features.table is not None:
         reads.append((config.features.table.source, None))
+        from daskflow.experiment._classify import aggregate_sources
+
+        reads.extend((name, None) for name in aggregate_sources(config))
+        if config.features.table.label.source is not None:
+            reads.append((config.features.table.label.source, None))
     elif "features" in stages and not _features_reused(config):
         roles = config.conversion.sources
         reads.extend((name, None) for name in (roles.listens, roles.users, roles.impressions,
@@ -181,6 +186,10 @@ def check_sources(config: Config, stages: list[str]) -> None:
         from daskflow.experiment._classify import check_table_source
 
         check_table_source(config, frames[table.source])
+    if "features" in stages and table is not None:
+        from daskflow.experiment._classify import check_aggregate_sources
+
+        check_aggregate_sources(config, frames)  # features.aggregates and a label from events
     content = config.model.content
     if content is not None and content.source in frames:
         present = [str(c) for c in frames[content.source].columns]
