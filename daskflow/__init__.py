@@ -13,6 +13,7 @@ from daskflow._errors import (
     ConfigError,
     DaskflowError,
     DataError,
+    ManifestError,
     OutputError,
     ParameterError,
     RunInterrupted,
@@ -25,5 +26,6 @@ if TYPE_CHECKING:
     from daskflow.experiment._api import ExperimentResult, run
 
 __getattr__, __dir__, _LAZY_NAMES = attach(__name__, {"experiment._api": ["ExperimentResult", "run"]})
-__all__ = ["ClusterError", "ConfigError", "DaskflowError", "DataError", "OutputError", "ParameterError",
+__all__ = ["ClusterError", "ConfigError", "DaskflowError", "DataError", "ManifestError", "OutputError",
+           "ParameterError",
            "RunInterrupted", "SchemaError", "__version__", *_LAZY_NAMES]

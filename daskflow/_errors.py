@@ -17,6 +17,7 @@ __all__ = [
     "DataError",
     "SchemaError",
     "ClusterError",
+    "ManifestError",
     "OutputError",
     "ParameterError",
     "RunInterrupted",
@@ -41,6 +42,10 @@ class SchemaError(DataError, TypeError):
 
 class ClusterError(DaskflowError, RuntimeError):
     """The Dask scheduler could not be started or reached."""
+
+
+class ManifestError(ClusterError, ValueError):
+    """A DaskCluster manifest that the operator's CRD (or the renderer) rejects."""
 
 
 class OutputError(DaskflowError, OSError):

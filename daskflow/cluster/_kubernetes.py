@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from daskflow._errors import ClusterError
+from daskflow._errors import ClusterError, ManifestError
 from daskflow._retry import retry
 
 __all__ = ["ManifestError", "default_image", "render_manifest", "validate_manifest", "manifest_to_yaml",
@@ -52,10 +52,6 @@ CONNECTION_SETTINGS = ("api_timeout", "api_retries", "startup_timeout")
 #: RFC 1123 label, at most 53 characters: the scheduler Service is "<name>-scheduler" (63 at most).
 NAME_PATTERN = r"^(?=.{1,53}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 NAMESPACE_PATTERN = r"^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-
-
-class ManifestError(ClusterError, ValueError):
-    """A DaskCluster manifest that the operator's CRD (or the renderer) rejects."""
 
 
 def _operator() -> Any:

@@ -76,9 +76,9 @@ def evaluate_cold_items(model: Any, matrix: Any, item_content: Any, *, share: fl
     if not ks or ks[0] < 1:
         raise DataError(f"ranking cut-offs k must be >= 1, got {list(k)}")
     rng = np.random.default_rng([seed, 15])
-    X = sp.csr_matrix(matrix.to_scipy(client), dtype=np.float32)
+    X = sp.csr_matrix(matrix.to_scipy(client=client), dtype=np.float32)
     X.sum_duplicates()  # canonical: X.data and the COO entries below are in the same order
-    frame = item_content.frame(client)
+    frame = item_content.frame(client=client)
     id_col = item_content.id_col
     content_ids = pd.Index(frame[id_col].astype(str))
     has_content = np.asarray(matrix.item_ids.astype(str).isin(content_ids))

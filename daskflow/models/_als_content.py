@@ -53,8 +53,8 @@ def _voyager() -> Any:
 def attach_content(model: Any, item_content: Any, client: Any) -> None:
     """Train the content model on the warm items and append the cold items' factors."""
     warm_ids = model.item_ids_ if model.item_ids_ is not None else pd.RangeIndex(model.item_factors_.shape[0])
-    encoder = item_content.fit_encoder(client)
-    frame = item_content.frame(client)
+    encoder = item_content.fit_encoder(client=client)
+    frame = item_content.frame(client=client)
     ids = pd.Index(frame[item_content.id_col])
     if not isinstance(warm_ids, pd.RangeIndex) and ids.dtype != warm_ids.dtype:
         ids = ids.astype(warm_ids.dtype)

@@ -95,7 +95,7 @@ class _TableClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.sparse = True
         return tags
 
-    def fit(self, X: Any, y: Any, sample_weight: Any = None, client: Any = None) -> Any:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None, *, client: Any = None) -> Any:
         """Fit on a feature table ``X`` (rows x features) and binary labels ``y``.
 
         Parameters

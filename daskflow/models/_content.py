@@ -332,7 +332,7 @@ class ItemContent:
             return ContentEncoder(id_col=self.id_col)
         return clone(self.encoder).set_params(id_col=self.id_col)
 
-    def fit_encoder(self, client: Any = None) -> ContentEncoder:
+    def fit_encoder(self, *, client: Any = None) -> ContentEncoder:
         """The encoder fitted on the whole table (once; later calls reuse it).
 
         Call it before a long fit to find a bad item table (missing or duplicate IDs,
@@ -347,7 +347,7 @@ class ItemContent:
 
         return ContentToFactors() if self.regressor is None else clone(self.regressor)
 
-    def frame(self, client: Any = None) -> pd.DataFrame:
+    def frame(self, *, client: Any = None) -> pd.DataFrame:
         """The table in memory (an item table is small: one row per item)."""
         if self._frame is None:
             table = self.table

@@ -409,7 +409,7 @@ def search_recommender(estimator: Any, space: Mapping[str, Sequence[Any]], matri
     jobs = [(t, f) for t in range(len(trials)) for f in range(folds)]
     in_memory = 32.0 * matrix.nnz * folds <= memory_budget
     if in_memory:
-        gathered = [(train.to_scipy(client), test.to_scipy(client)) for train, test in splits]
+        gathered = [(train.to_scipy(client=client), test.to_scipy(client=client)) for train, test in splits]
         if client is None:
             results = [_fit_and_rank(estimator, trials[t], *gathered[f], metric) for t, f in jobs]
         else:

@@ -60,7 +60,7 @@ def test_cluster_build_equals_local_build_and_transpose(tiny_lake: Path, client:
     df = read_table(str(tiny_lake / "listens"), columns=["user_id", "track_id", "ts"])
     local = build_interactions(df, block_size=50)
     distributed = build_interactions(df, block_size=50, client=client)
-    X = distributed.to_scipy(client)
+    X = distributed.to_scipy(client=client)
     assert (X != local.to_scipy()).nnz == 0
     item_blocks = client.gather(client.compute(list(distributed.item_blocks)))
     XT = sp.vstack([b.csr for b in item_blocks], format="csr")
@@ -162,9 +162,9 @@ def test_save_and_load_round_trip(tiny_lake: Path, tmp_path: Path, client: objec
     assert loaded.shape == matrix.shape and loaded.nnz == matrix.nnz
     assert list(loaded.user_ids) == list(matrix.user_ids)
     np.testing.assert_array_equal(loaded.item_bounds, matrix.item_bounds)
-    assert (loaded.to_scipy(client) != matrix.to_scipy(client)).nnz == 0
+    assert (loaded.to_scipy(client=client) != matrix.to_scipy(client=client)).nnz == 0
     items = client.gather(client.compute(list(loaded.item_blocks)))
-    assert (sp.vstack([b.csr for b in items]) != matrix.to_scipy(client).T).nnz == 0
+    assert (sp.vstack([b.csr for b in items]) != matrix.to_scipy(client=client).T).nnz == 0
     with pytest.raises(DataError, match="no saved interaction matrix"):
         load_interactions(str(tmp_path / "nothing"))
 
@@ -177,7 +177,7 @@ def test_load_without_persisting_reads_the_files_on_use(tiny_lake: Path, tmp_pat
     save_interactions(matrix, uri, client=client)
     stored = load_interactions(uri, client=client, persist=False)
     assert isinstance(stored, StoredInteractionMatrix) and stored.uri == uri
-    assert (stored.to_scipy(client) != matrix.to_scipy(client)).nnz == 0
+    assert (stored.to_scipy(client=client) != matrix.to_scipy(client=client)).nnz == 0
     held = {str(key) for keys in client.has_what().values() for key in keys}
     assert not {key for key in held if key.startswith("interactions-stored-block")}  # read, used, dropped
     assert as_times(client.gather(client.compute(list(stored.user_blocks)))).nnz == matrix.nnz

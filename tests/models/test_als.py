@@ -77,7 +77,7 @@ def test_log_confidence() -> None:
 def test_in_memory_and_blocked_fits_agree(client: object) -> None:
     X = planted()
     matrix = build_interactions(as_frame(X), weight="plays", time_col=None, block_size=70, client=client)
-    assert (matrix.to_scipy(client) != X).nnz == 0
+    assert (matrix.to_scipy(client=client) != X).nnz == 0
     # In float64 both paths give the same factors to 1e-10: they compute the same thing, only
     # the Gram matrices are summed in another order. In float32 that reordering's rounding is
     # amplified by the few CG steps from all-positive starting factors (up to ~3e-3 here).
