@@ -16,7 +16,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,40 +24,27 @@ import numpy as np
 
 from daskflow._errors import ParameterError
 from daskflow._progress import Progress, gather_with_progress
+from daskflow.evaluation import _classification_kernels as kernels
 
 __all__ = ["SCORERS", "SearchResult", "parameter_trials", "search", "search_recommender"]
 
 log = logging.getLogger("daskflow")
 
 
-def _roc_auc(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
+def _scorer(metric: Callable[[Any], float]) -> Callable[[np.ndarray, np.ndarray], float]:
+    """A fold's score from the evaluation kernels: one definition of each metric in daskflow
+    (evaluate_classifier reports the same numbers; checked against scikit-learn there)."""
+    def score(y: np.ndarray, p: np.ndarray) -> float:
+        return float(metric(kernels.score_table(np.asarray(y), np.asarray(p), where="tuning")))
 
-    return float(roc_auc_score(y, p))
-
-
-def _pr_auc(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import average_precision_score
-
-    return float(average_precision_score(y, p))
+    return score
 
 
-def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import log_loss
-
-    return float(log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]))
-
-
-def _brier(y: np.ndarray, p: np.ndarray) -> float:
-    return float(np.mean((p - y) ** 2))
-
-
-#: Validation metrics a search can optimise: name -> (function(y01, p), greater is better).
 SCORERS: dict[str, tuple[Any, bool]] = {
-    "roc_auc": (_roc_auc, True),
-    "pr_auc": (_pr_auc, True),
-    "log_loss": (_log_loss, False),
-    "brier": (_brier, False),
+    "roc_auc": (_scorer(kernels.roc_auc), True),
+    "pr_auc": (_scorer(kernels.average_precision), True),
+    "log_loss": (_scorer(kernels.log_loss), False),
+    "brier": (_scorer(kernels.brier_score), False),
 }
 
 

@@ -114,3 +114,17 @@ def test_recommender_search_equals_between_paths(matrix, client) -> None:
     np.testing.assert_allclose(runs[0].dataset["map@5"], runs[1].dataset["map@5"], rtol=1e-4)
     with pytest.raises(ParameterError, match="unknown ranking metric 'ndcg'"):
         search_recommender(ImplicitALS(), {"n_factors": [2]}, matrix, metric="ndcg", client=client)
+
+
+def test_scorers_are_the_evaluation_metrics_and_equal_scikit_learn() -> None:
+    from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+    from daskflow.tuning import SCORERS
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(500) < 0.3).astype(int)
+    p = np.round(np.clip(0.3 + 0.3 * (y - 0.3) + rng.normal(0, 0.2, 500), 0.01, 0.99), 2)  # ties
+    expected = {"roc_auc": roc_auc_score(y, p), "pr_auc": average_precision_score(y, p),
+                "log_loss": log_loss(y, p), "brier": brier_score_loss(y, p)}
+    for name, (scorer, _) in SCORERS.items():
+        assert scorer(y, p) == pytest.approx(expected[name], rel=1e-12), name
