@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from daskflow._errors import DataError
+from daskflow._errors import DataError, ParameterError
 from daskflow._kernels import top_n
 from daskflow.evaluation._kernels import auc_sums, ranking_sums
 
@@ -74,7 +74,7 @@ def evaluate_cold_items(model: Any, matrix: Any, item_content: Any, *, share: fl
                         "e.g. 0.2")
     ks = tuple(sorted({int(v) for v in k}))
     if not ks or ks[0] < 1:
-        raise DataError(f"ranking cut-offs k must be >= 1, got {list(k)}")
+        raise ParameterError(f"ranking cut-offs k must be >= 1, got {list(k)}")
     rng = np.random.default_rng([seed, 15])
     X = sp.csr_matrix(matrix.to_scipy(client=client), dtype=np.float32)
     X.sum_duplicates()  # canonical: X.data and the COO entries below are in the same order

@@ -9,7 +9,7 @@ import dask
 import numpy as np
 
 from daskflow._dask import compute, named
-from daskflow._errors import DataError
+from daskflow._errors import DataError, ParameterError
 from daskflow.evaluation._kernels import METRICS, auc_sums, ranking_sums
 from daskflow.features import InteractionMatrix
 
@@ -32,7 +32,7 @@ def evaluate_ranking(model: Any, train: InteractionMatrix, test: InteractionMatr
     """
     ks = tuple(sorted(set(int(v) for v in k)))
     if not ks or ks[0] < 1:
-        raise DataError(f"ranking cut-offs k must be >= 1, got {list(k)}")
+        raise ParameterError(f"ranking cut-offs k must be >= 1, got {list(k)}")
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise DataError(f"unknown ranking metric(s) {unknown}: expected some of {', '.join(METRICS)}")

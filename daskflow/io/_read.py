@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from dask.base import tokenize
 
 from daskflow._dask import compute
-from daskflow._errors import DaskflowError, DataError, SchemaError
+from daskflow._errors import DaskflowError, DataError, ParameterError, SchemaError
 from daskflow.io._filters import filters_as_tuples
 from daskflow.io._fs import _is_local, open_filesystem, own_options, with_retries
 from daskflow.io._listing import READ_ERRORS, list_data_files, open_dataset
@@ -110,7 +110,7 @@ def read_table(uri: str, *, format: str = "parquet", columns: Sequence[str] | No
     ...                      filters=[("date", ">=", "2026-01-10")])  # doctest: +SKIP
     """
     if format not in _FORMATS:
-        raise DataError(f"unknown format {format!r} for {_label(uri, name)}: expected one of "
+        raise ParameterError(f"unknown format {format!r} for {_label(uri, name)}: expected one of "
                         f"{', '.join(_FORMATS)}")
     info = inspect_table(uri, format=format, storage_options=storage_options, name=name, schema=schema)
     filters = filters_as_tuples(filters)

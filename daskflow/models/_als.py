@@ -535,7 +535,7 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
         if method == "voyager":
             return _content.similar_voyager(self, query, n)
         if method != "exact":
-            raise DataError(f"unknown similar_items method {method!r}: expected 'exact', 'annoy' or "
+            raise ParameterError(f"unknown similar_items method {method!r}: expected 'exact', 'annoy' or "
                             "'voyager'")
         normed = self.item_factors_ / np.maximum(np.linalg.norm(self.item_factors_, axis=1), 1e-12)[:, None]
         scores = normed[query] @ normed.T

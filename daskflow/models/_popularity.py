@@ -10,7 +10,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import validate_data
 
 from daskflow._dask import compute, named
-from daskflow._errors import DataError
+from daskflow._errors import DataError, ParameterError
 from daskflow._kernels import rows_contain
 from daskflow.models._base import RecommenderMixin
 
@@ -51,7 +51,7 @@ class PopularityRecommender(RecommenderMixin, BaseEstimator):
     def fit(self, X: Any, y: None = None, *, client: Any = None) -> PopularityRecommender:
         """Count item popularity from a sparse matrix or an ``InteractionMatrix``."""
         if self.by not in ("users", "weight"):
-            raise DataError(f"PopularityRecommender(by={self.by!r}): expected 'users' or 'weight'")
+            raise ParameterError(f"PopularityRecommender(by={self.by!r}): expected 'users' or 'weight'")
         if hasattr(X, "item_blocks"):  # a blocked InteractionMatrix on the cluster
             counts = [named(_block_popularity, "popularity-block")(b, self.by) for b in X.item_blocks]
             parts = compute(counts, client)

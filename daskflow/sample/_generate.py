@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from daskflow._dask import named
-from daskflow._errors import DataError
+from daskflow._errors import ParameterError
 from daskflow._progress import compute_tasks
 from daskflow._version import __version__
 from daskflow.io import atomic_output, open_filesystem
@@ -101,12 +101,12 @@ def generate_lake(out: str, *, scale: str | Scale = "small", format: str = "parq
     """
     if isinstance(scale, str):
         if scale not in SCALES:
-            raise DataError(f"unknown scale {scale!r}: expected one of {', '.join(SCALES)}")
+            raise ParameterError(f"unknown scale {scale!r}: expected one of {', '.join(SCALES)}")
         scale_name, scale = scale, SCALES[scale]
     else:
         scale_name = "custom"
     if format not in ("parquet", "orc"):
-        raise DataError(f"unknown format {format!r}: expected parquet or orc")
+        raise ParameterError(f"unknown format {format!r}: expected parquet or orc")
     n_chunks = -(-scale.n_users // scale.users_per_chunk)
     with atomic_output(out, storage_options, overwrite=overwrite) as root:
         fs, root_path = open_filesystem(root, storage_options)

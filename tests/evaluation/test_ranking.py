@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from daskflow import DataError
+from daskflow import DataError, ParameterError
 from daskflow.evaluation import auc_sums, evaluate_ranking, ranking_sums
 from daskflow.features import build_interactions, leave_k_out_split
 from daskflow.io import read_table
@@ -75,7 +75,7 @@ def test_bad_arguments(tiny_lake: Path) -> None:
     matrix = build_interactions(df)
     train, test = leave_k_out_split(matrix)
     model = PopularityRecommender().fit(train)
-    with pytest.raises(DataError, match="ranking cut-offs k must be >= 1"):
+    with pytest.raises(ParameterError, match="ranking cut-offs k must be >= 1"):
         evaluate_ranking(model, train, test, k=(0,))
     with pytest.raises(DataError, match=r"unknown ranking metric\(s\) \['auc@k'\]"):
         evaluate_ranking(model, train, test, metrics=("auc@k",))

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from daskflow import ConfigError, DataError
+from daskflow import ConfigError, DataError, ParameterError
 from daskflow.models import PopularityRecommender, available_models, make_model
 
 X = sp.csr_matrix(np.array([
@@ -43,7 +43,7 @@ def test_estimator_contract() -> None:
     assert clone(model).get_params() == {"by": "weight"}
     with pytest.raises(Exception, match="not fitted"):
         model.recommend([0], X[:1])
-    with pytest.raises(DataError, match="expected 'users' or 'weight'"):
+    with pytest.raises(ParameterError, match="expected 'users' or 'weight'"):
         PopularityRecommender(by="plays").fit(X)
     with pytest.raises(DataError, match="empty interaction matrix"):
         PopularityRecommender().fit(sp.csr_matrix((3, 4)))

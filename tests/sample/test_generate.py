@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.dataset as pads
 import pytest
 
-from daskflow import DataError, OutputError
+from daskflow import OutputError, ParameterError
 from daskflow.io import read_table
 from daskflow.sample import CONVERSION_WINDOW_DAYS, LAKE_SCHEMAS, LAKE_TABLES, generate_lake
 
@@ -97,9 +97,9 @@ def test_planted_conversion_truth(tiny_lake: Path) -> None:
 
 
 def test_bad_arguments(tmp_path: Path, tiny_lake: Path) -> None:
-    with pytest.raises(DataError, match="unknown scale 'huge': expected one of small, medium, large"):
+    with pytest.raises(ParameterError, match="unknown scale 'huge': expected one of small, medium, large"):
         generate_lake(str(tmp_path / "x"), scale="huge")
-    with pytest.raises(DataError, match="unknown format 'csv'"):
+    with pytest.raises(ParameterError, match="unknown format 'csv'"):
         generate_lake(str(tmp_path / "x"), format="csv")
     with pytest.raises(OutputError, match="already exists"):
         generate_lake(str(tiny_lake), scale=TINY, seed=7)
