@@ -141,7 +141,7 @@ class Progress:
     Parameters
     ----------
     label : what is running (``"ALS"``, ``"tune"``); None for the running stage's name
-    total : units of work
+    total : units of work; 0 when not known ahead (then no share or ETA is shown)
     unit : what a unit is (``"tasks"``, ``"iterations"``)
     done : units already done before this run of the work (a resumed fit)
     quiet_for : seconds of silence before anything is shown; work that ends sooner says
@@ -176,7 +176,8 @@ class Progress:
         elapsed = time.monotonic() - self._started
         if exc_type is None and self._outermost and (self._shown or elapsed >= self.quiet_for):
             extra = ", ".join(part for part in (self.summary,) if part)
-            log.info("%s: %d/%d %s in %s%s", self.label, self.done, self.total, self.unit, _duration(elapsed),
+            counts = f"{self.done}/{self.total}" if self.total > 0 else f"{self.done}"
+            log.info("%s: %s %s in %s%s", self.label, counts, self.unit, _duration(elapsed),
                      f", {extra}" if extra else "")
 
     def resume_at(self, done: int) -> None:
@@ -200,7 +201,7 @@ class Progress:
         if elapsed < self.quiet_for:
             return
         if self._terminal is not None:
-            if now - self._last_draw >= _REDRAW or self.done >= self.total:
+            if now - self._last_draw >= _REDRAW or self.done == self.total:
                 self._terminal.draw(self._bar(elapsed))
                 self._last_draw, self._shown = now, True
         elif now - self._last_line >= report_interval():
@@ -214,13 +215,19 @@ class Progress:
         return _duration(elapsed / finished * (self.total - self.done))
 
     def _line(self, elapsed: float) -> str:
-        share = self.done / self.total if self.total else 1.0
+        if self.total <= 0:
+            return f"{self.label}: {self.done} {self.unit}, {_duration(elapsed)}" + (
+                f", {self.note}" if self.note else "")
+        share = self.done / self.total
         note = f", {self.note}" if self.note else ""
         return (f"{self.label}: {self.done}/{self.total} {self.unit} ({share:.0%}), {_duration(elapsed)}, "
                 f"ETA {self._eta(elapsed)}{note}")
 
     def _bar(self, elapsed: float, width: int = 24) -> str:
-        share = self.done / self.total if self.total else 1.0
+        if self.total <= 0:  # no bar to fill: a counter
+            return f"{self.label} {self.done} {self.unit}  {_duration(elapsed)}" + (
+                f"  {self.note}" if self.note else "")
+        share = self.done / self.total
         filled = int(round(share * width))
         note = f"  {self.note}" if self.note else ""
         return (f"{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {self.unit} "

@@ -30,6 +30,7 @@ from threadpoolctl import threadpool_limits
 
 from daskflow._dask import compute, named, persist
 from daskflow._errors import DataError, ParameterError
+from daskflow._progress import QUIET_FOR, Progress
 from daskflow.models import _logistic_kernels as kernels
 from daskflow.models import _logistic_solvers as solvers
 from daskflow.models._params import Rule, check_params
@@ -106,13 +107,19 @@ class _LinearBinaryClassifier(ClassifierMixin, BaseEstimator):
         with threadpool_limits(1, "blas"):
             problem = (self._dask_problem(X, y, sample_weight, client) if is_dask(X)
                        else self._memory_problem(X, y, sample_weight))
+            # Passes over the data, not iterations: a line search makes several per
+            # iteration, and how many iterations the tolerance needs is not known ahead.
+            progress = Progress(name, 0, unit="passes over the data", quiet_for=QUIET_FOR)
             try:
                 def run(coef: np.ndarray, order: int, sample: Any = None) -> np.ndarray:
-                    return problem.runner.run(kernels.block_pass, coef, self.fit_intercept,
-                                              self._loss, order, sample)
+                    result = problem.runner.run(kernels.block_pass, coef, self.fit_intercept,
+                                                self._loss, order, sample)
+                    progress.update(progress.done + 1)
+                    return result
 
                 objective = solvers.Objective(run, problem.n_features, problem.weight_sum, settings)
-                result = solvers.SOLVERS[self.solver](objective, settings)
+                with progress:
+                    result = solvers.SOLVERS[self.solver](objective, settings)
                 self._store(problem, result)
                 self._calibrate(problem)
             finally:

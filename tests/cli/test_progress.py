@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import logging
 import os
 import pty
 import re
@@ -17,9 +16,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from daskflow._dask import compute, named
-from daskflow._progress import stage_label
 
 N_ITER = 40
 
@@ -118,18 +114,3 @@ def test_a_pipe_gets_a_plain_line_every_few_seconds(tiny_lake: Path, tmp_path: P
     assert "ALS iteration" not in output
     assert re.search(rf"ALS: {N_ITER}/{N_ITER} iterations in [\d.]+s, loss \S+ -> \S+", output), output
     _check_run_log(_run_log(summary))
-
-
-@pytest.mark.slow
-def test_a_long_compute_in_a_stage_reports_tasks_with_an_eta(client: object, caplog: pytest.LogCaptureFixture,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    # What the features and tune stages get: any compute through daskflow's helper that runs
-    # past a couple of seconds reports tasks done / total under the stage's name.
-    monkeypatch.setenv("DASKFLOW_PROGRESS_SECONDS", "0.5")
-    tasks = [named(time.sleep, "features-slow")(0.25) for _ in range(16)]
-    with caplog.at_level(logging.INFO, logger="daskflow"), stage_label("features"):
-        compute(tasks, client)
-    messages = [r.getMessage() for r in caplog.records if r.name == "daskflow"]
-    progress = [m for m in messages if re.fullmatch(r"features: \d+/16 tasks \(\d+%\), \S+, ETA \S+", m)]
-    assert progress, messages
-    assert any(re.fullmatch(r"features: 16/16 tasks in [\d.]+s", m) for m in messages), messages
