@@ -7,6 +7,7 @@ references: docs/analytics.md.
 """
 
 from daskflow.analytics._abtest import (
+    BROADCAST_MAX_UNITS,
     AssignmentSummary,
     MetricSpec,
     abtest_sufficient_stats,
@@ -40,7 +41,8 @@ from daskflow.analytics._kpis_kernels import (
 )
 
 __all__ = [
-    "AssignmentSummary", "CORRECTIONS", "Comparison", "KINDS", "MetricSpec", "STATISTICS", "SrmResult",
+    "AssignmentSummary", "BROADCAST_MAX_UNITS", "CORRECTIONS", "Comparison", "KINDS", "MetricSpec",
+    "STATISTICS", "SrmResult",
     "SufficientStats", "abtest_sufficient_stats", "adjust_p_values", "analyze_abtest", "assignment_units",
     "compare", "confidence_sequence_halfwidth", "cuped_theta", "minimum_detectable_effect",
     "results_table", "srm_check", "stats_from_values", "variant_estimate",

@@ -1,12 +1,13 @@
 """The A/B test's one pass over the logs: per-variant sufficient statistics on the cluster.
 
-Each metric source is read once. Its rows are joined to the unit -> (variant, assignment
-time) table by a Dask merge (a shuffle, so neither side has to fit in memory), each row is
-placed in its unit's metric window (``[assigned_at, assigned_at + within_days)``) or
-CUPED pre-period (``[assigned_at - pre_days, assigned_at)``), and summed per unit. The
-per-unit sums are joined back to every assigned unit (a unit without events counts as 0)
-and reduced per variant to the sums of :class:`SufficientStats`. Only those few numbers
-per variant reach the client.
+Each metric source is read once. Each row finds its unit's (variant, assignment time): in a
+copy of the units every worker holds (up to :data:`BROADCAST_MAX_UNITS` units), or by a Dask
+merge (a shuffle, so neither side has to fit in memory). Each row is placed in its unit's
+metric window (``[assigned_at, assigned_at + within_days)``) or CUPED pre-period
+(``[assigned_at - pre_days, assigned_at)``), and summed per unit. The per-unit sums are
+joined back to every assigned unit (a unit without events counts as 0) and reduced per
+variant to the sums of :class:`SufficientStats`. Only those few numbers per variant reach
+the client.
 """
 
 from __future__ import annotations
@@ -17,12 +18,23 @@ from typing import Any
 
 import dask
 import dask.dataframe as dd
+import numpy as np
 import pandas as pd
+from dask import delayed
 
+from daskflow._dask import compute
 from daskflow._errors import DataError, SchemaError
 from daskflow.analytics._abtest_kernels import KINDS, SufficientStats
 
-__all__ = ["MetricSpec", "AssignmentSummary", "assignment_units", "abtest_sufficient_stats"]
+__all__ = ["MetricSpec", "AssignmentSummary", "assignment_units", "abtest_sufficient_stats",
+           "BROADCAST_MAX_UNITS"]
+
+#: Up to this many assigned units, every worker holds the unit -> (variant, assignment time)
+#: table (about 100 bytes a unit) and looks each log row's unit up in a hash index built once
+#: per worker, instead of joining the logs to it: on a 200k-row day of the medium lake's
+#: listens that is 0.12 s against 0.33 s for the pandas merge and sums (each merge rebuilds
+#: the hash table of the 183k units), and the logs are never shuffled.
+BROADCAST_MAX_UNITS = 5_000_000
 
 
 @dataclass(frozen=True)
@@ -146,9 +158,135 @@ def _unit_sums(events: dd.DataFrame, units: dd.DataFrame, metrics: Mapping[str, 
     return frame.groupby(unit, observed=True).sum().reset_index(), counts
 
 
+@dataclass(frozen=True)
+class _UnitLookup:
+    """The assigned units as every worker holds them: position in ``index`` is the unit's code."""
+
+    index: pd.Index
+    assigned_ns: np.ndarray  # int64 nanoseconds (UTC) per code
+    variant_codes: np.ndarray
+    variants: list[str]
+
+
+def _nanoseconds(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Timestamps as int64 UTC nanoseconds, and where they are missing."""
+    series = pd.Series(values)
+    if getattr(series.dt, "tz", None) is not None:
+        series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+    stamps = series.to_numpy(dtype="datetime64[ns]")
+    return stamps.view(np.int64), np.isnat(stamps)
+
+
+def _unit_lookup(units: pd.DataFrame, unit: str, variant: str, assigned: str) -> _UnitLookup:
+    codes, variants = pd.factorize(units[variant].astype(str), sort=True)
+    index = pd.Index(units[unit].to_numpy(dtype=object))
+    index.get_indexer(index[:1])  # builds the hash table once per worker, not once per partition
+    return _UnitLookup(index, _nanoseconds(units[assigned])[0], codes.astype(np.int64), list(variants))
+
+
+def _window_sums_part(part: pd.DataFrame, lookup: _UnitLookup, specs: Mapping[str, MetricSpec], *,
+                      unit: str) -> pd.DataFrame:
+    """One partition's per-unit window sums (``code``, ``<metric>.x/.rows/.y/.c``)."""
+    codes = lookup.index.get_indexer(part[unit].to_numpy(dtype=object))
+    keep = codes >= 0
+    codes = codes[keep]
+    assigned = lookup.assigned_ns[codes]
+    columns: dict[str, np.ndarray] = {}
+    for name, spec in specs.items():
+        times, missing = _nanoseconds(part[spec.time])
+        times, valid = times[keep], ~missing[keep]
+        delta = times - assigned
+        post = valid & (delta >= 0) & (delta < spec.within_days * _DAY_NS)
+        value = part[spec.value].to_numpy(dtype="float64", na_value=np.nan)[keep] if spec.value else 1.0
+        columns[f"{name}.x"] = np.where(post, value, 0.0)
+        columns[f"{name}.rows"] = post.astype("float64")
+        if spec.kind == "ratio":
+            denominator = (part[spec.denominator].to_numpy(dtype="float64", na_value=np.nan)[keep]
+                           if spec.denominator else 1.0)
+            columns[f"{name}.y"] = np.where(post, denominator, 0.0)
+        if spec.pre_days:
+            pre = valid & (delta < 0) & (delta >= -spec.pre_days * _DAY_NS)
+            columns[f"{name}.c"] = np.where(pre, value, 0.0)
+    frame = pd.DataFrame({"code": codes, **columns})
+    return frame.groupby("code", sort=False).sum().reset_index()  # NaN values count 0, as in a join
+
+
+def _variant_sums_part(part: pd.DataFrame, lookup: _UnitLookup, specs: Mapping[str, MetricSpec]
+                       ) -> pd.DataFrame:
+    """Per variant code, the sums, squares and cross products of some units' metric values."""
+    products: dict[str, Any] = {}
+    for name, spec in specs.items():
+        binary = spec.kind == "proportion"
+        x = (part[f"{name}.rows"] > 0).astype("float64") if binary else part[f"{name}.x"]
+        products[f"{name}|x"], products[f"{name}|x2"] = x, x * x
+        if spec.kind == "ratio":
+            y = part[f"{name}.y"]
+            products[f"{name}|y"], products[f"{name}|y2"], products[f"{name}|xy"] = y, y * y, x * y
+        if spec.pre_days:
+            c = (part[f"{name}.c"] > 0).astype("float64") if binary else part[f"{name}.c"]
+            products[f"{name}|c"], products[f"{name}|c2"], products[f"{name}|xc"] = c, c * c, x * c
+    variant = lookup.variant_codes[part["code"].to_numpy(dtype=np.int64)]
+    return pd.DataFrame({"variant": variant, **products}).groupby("variant").sum().reset_index()
+
+
+_DAY_NS = 86_400 * 10**9
+
+
+def _broadcast_stats(units: dd.DataFrame, sources: Mapping[str, dd.DataFrame],
+                     by_source: Mapping[str, Mapping[str, MetricSpec]], *, unit: str, variant: str,
+                     assigned: str, client: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The per-variant sums with the units held by every worker (no shuffle of the logs)."""
+    lookup = delayed(_unit_lookup, pure=True)(units[[unit, variant, assigned]], unit, variant, assigned)
+    # Units per variant from the units themselves: a Delayed in the same compute as these
+    # expressions would make Dask materialise them unoptimised.
+    tasks: dict[str, Any] = {"n": units.groupby(variant, observed=True)[unit].count()}
+    for index, (source, specs) in enumerate(by_source.items()):
+        events = _metric_columns(sources[source], source, specs, unit)
+        meta = pd.DataFrame({"code": pd.Series([], dtype="int64"),
+                             **{f"{name}.{part}": pd.Series([], dtype="float64")
+                                for name, spec in specs.items()
+                                for part in ("x", "rows", *(("y",) if spec.kind == "ratio" else ()),
+                                             *(("c",) if spec.pre_days else ()))}})
+        partial = events.map_partitions(_window_sums_part, lookup, specs, unit=unit, meta=meta)
+        per_unit = partial.groupby("code").sum().reset_index()
+        variant_meta = _variant_sums_part(meta, _UnitLookup(pd.Index([]), np.zeros(0, np.int64),
+                                                           np.zeros(0, np.int64), []), specs)
+        tasks[f"s{index}"] = per_unit.map_partitions(_variant_sums_part, lookup, specs,
+                                                     meta=variant_meta).groupby("variant").sum()
+        for name, spec in specs.items():
+            tasks[f"{name}.rows"] = partial[f"{name}.rows"].sum()
+            tasks[f"{name}.first"] = events[spec.time].min()
+            tasks[f"{name}.last"] = events[spec.time].max()
+    results = dict(zip(tasks, compute(list(tasks.values()), client), strict=True))
+    counts = {str(name): int(n) for name, n in results.pop("n").items()}
+    variants = sorted(counts)  # the order of _unit_lookup's codes
+    frames = [results.pop(f"s{index}").reindex(range(len(variants)), fill_value=0.0)
+              for index in range(len(by_source))]
+    sums = pd.concat(frames, axis=1).set_axis(variants, axis=0)
+    sums.insert(0, "n", [float(counts[v]) for v in variants])
+    return {"sums": sums, **results}, counts
+
+
+def _metric_columns(events: dd.DataFrame, source: str, specs: Mapping[str, MetricSpec],
+                    unit: str) -> dd.DataFrame:
+    """The columns the metrics of one source read, after checking they are there."""
+    first = next(iter(specs.values()))
+    _require(events, [unit], f"metric source {source!r}", f"{first.where}.source: the unit column "
+             f"abtest.assignments.unit={unit!r}")
+    needed = [unit]
+    for spec in specs.values():
+        _require(events, [spec.time], f"metric source {source!r}", f"{spec.where}.time")
+        for column, key in ((spec.value, "value"), (spec.denominator, "denominator")):
+            if column is not None:
+                _require(events, [column], f"metric source {source!r}", f"{spec.where}.{key}")
+        needed += [c for c in (spec.time, spec.value, spec.denominator) if c]
+    return events[list(dict.fromkeys(needed))]
+
+
 def abtest_sufficient_stats(units: dd.DataFrame, sources: Mapping[str, dd.DataFrame],
                             metrics: Mapping[str, MetricSpec], *, unit: str, variant: str,
-                            assigned: str, client: Any = None
+                            assigned: str, n_units: int | None = None,
+                            max_broadcast_units: int = BROADCAST_MAX_UNITS, client: Any = None
                             ) -> tuple[dict[str, dict[str, SufficientStats]], dict[str, Any]]:
     """Per metric and variant, the :class:`SufficientStats` of the units' metric values.
 
@@ -157,6 +295,10 @@ def abtest_sufficient_stats(units: dd.DataFrame, sources: Mapping[str, dd.DataFr
     units : one row per unit: ``unit``, ``variant``, ``assigned`` (from :func:`assignment_units`)
     sources : the metric sources by name, lazily read
     metrics : the metrics by name
+    n_units : the number of units (``sum(AssignmentSummary.counts.values())``); counted when not given
+    max_broadcast_units : up to this many units, every worker holds them all and the logs are
+        not shuffled; above it, the logs are joined to the units by a shuffle (out of core on
+        both sides)
 
     Returns
     -------
@@ -176,6 +318,12 @@ def abtest_sufficient_stats(units: dd.DataFrame, sources: Mapping[str, dd.DataFr
             raise DataError(f"unknown metric kind {spec.kind!r} ({spec.where}.kind): expected one of "
                             f"{', '.join(KINDS)}")
         by_source.setdefault(spec.source, {})[name] = spec
+    if n_units is None:
+        n_units = int(compute([units.shape[0]], client)[0])
+    if n_units <= max_broadcast_units:
+        results, _ = _broadcast_stats(units, sources, by_source, unit=unit, variant=variant,
+                                      assigned=assigned, client=client)
+        return _assemble(metrics, results)
     table = units
     sum_columns: list[str] = []
     pending: dict[str, Any] = {}
@@ -220,7 +368,13 @@ def abtest_sufficient_stats(units: dd.DataFrame, sources: Mapping[str, dd.DataFr
     keys = ["sums", *pending]
     values = [reduced, *pending.values()]
     computed = client.gather(client.compute(values)) if client is not None else dask.compute(*values)
-    results = dict(zip(keys, computed))
+    return _assemble(metrics, dict(zip(keys, computed)))
+
+
+def _assemble(metrics: Mapping[str, MetricSpec], results: dict[str, Any]
+              ) -> tuple[dict[str, dict[str, SufficientStats]], dict[str, Any]]:
+    """:class:`SufficientStats` per metric and variant from the per-variant sums (``results["sums"]``,
+    one row per variant) and each metric's rows in window and source time range."""
     sums_frame: pd.DataFrame = results.pop("sums")
     info: dict[str, Any] = {}
     out: dict[str, dict[str, SufficientStats]] = {}

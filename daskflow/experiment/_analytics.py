@@ -68,7 +68,8 @@ def stage_abtest(config: Any, state: Any, read_source: Callable[[Any, str, list[
                for name, m in spec.metrics.items()}
     sources = {name: read_source(config, name, None) for name in {m.source for m in metrics.values()}}
     stats, info = abtest_sufficient_stats(units, sources, metrics, unit=a.unit, variant=a.variant,
-                                          assigned=a.time, client=state.client)
+                                          assigned=a.time, n_units=sum(summary.counts.values()),
+                                          client=state.client)
     results, srm = analyze_abtest(
         stats, {name: m.kind for name, m in metrics.items()}, control=a.control, counts=summary.counts,
         expected_shares=spec.split, cuped={name: m.pre_days is not None for name, m in metrics.items()},
