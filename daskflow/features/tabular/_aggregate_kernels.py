@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
 __all__ = ["DAY_MS", "ENTITY", "AggregateSpec", "window_ms", "event_partials", "label_partials",
            "table_pieces", "bucket_features", "entity_hash", "times_ms"]
@@ -182,6 +183,16 @@ def _stats(ts: np.ndarray) -> tuple[int, int | None, int | None]:
     return len(known), int(known.min()), int(known.max())
 
 
+def _codes(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(code per row, text hash per code) of a whole column; missing values have code -1."""
+    code, uniques = pd.factorize(series.reset_index(drop=True))
+    return code, _hash_text(uniques)
+
+
+def _slices(sorted_buckets: np.ndarray, n_buckets: int) -> np.ndarray:
+    return np.searchsorted(sorted_buckets, np.arange(n_buckets + 1))
+
+
 def event_partials(frame: pd.DataFrame, *, spec: AggregateSpec, cutoff_ms: int,
                    n_buckets: int) -> tuple[Any, ...]:
     """One partition's pieces: ``n_buckets`` (rows, pairs, intervals) triples, then its time stats.
@@ -192,16 +203,23 @@ def event_partials(frame: pd.DataFrame, *, spec: AggregateSpec, cutoff_ms: int,
     ts_all = times_ms(frame[spec.time])
     stats = _stats(ts_all)
     keep = (ts_all != _NAT) & (ts_all < cutoff_ms)  # point in time: nothing at or after the cutoff
-    code, hashes = entity_hash(frame[spec.id])
-    keep &= code >= 0
+    code_all, hashes = _codes(frame[spec.id])
+    keep &= code_all >= 0
+    # Renumber the entities in bucket order: everything sorted by entity is then sorted by
+    # bucket too, and each bucket's piece is a slice (no gather of whole frames).
+    buckets = _bucket(hashes, n_buckets)
+    by_bucket = np.argsort(buckets, kind="stable")
+    rank = np.empty(len(hashes), dtype=np.int64)
+    rank[by_bucket] = np.arange(len(hashes))
+    hashes, buckets = hashes[by_bucket], buckets[by_bucket]
     rows = np.flatnonzero(keep)
-    code, ts = code[rows], ts_all[rows]
+    code, ts = rank[code_all[rows]], ts_all[rows]
     ring = np.searchsorted(np.asarray(spec.lengths, dtype=np.int64), cutoff_ms - ts, side="left")
-    day = ts // DAY_MS
     order = np.lexsort((ts, ring, code))  # by entity, ring, time (so by day within a ring too)
-    c, r, d, t = code[order], ring[order], day[order], ts[order]
-    n = len(t)
     positions = rows[order]
+    c, r, t = code[order], ring[order], ts[order]
+    d = t // DAY_MS
+    n = len(t)
 
     new = np.ones(n, dtype=bool)
     if n:
@@ -212,8 +230,10 @@ def event_partials(frame: pd.DataFrame, *, spec: AggregateSpec, cutoff_ms: int,
                              "day": d[starts], "count": (ends - starts).astype(np.int64),
                              "first_ms": t[starts], "last_ms": t[ends - 1] if n else t[:0]}
     for j, column in enumerate(spec.numeric):
-        values = pd.to_numeric(frame[column].iloc[positions], errors="coerce")
-        x = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        values = frame[column]
+        if not (is_numeric_dtype(values.dtype) or is_bool_dtype(values.dtype)):
+            values = pd.to_numeric(values, errors="coerce")
+        x = values.to_numpy(dtype=np.float64, na_value=np.nan)[positions]
         missing = np.isnan(x)
         piece[f"sum{j}"] = np.add.reduceat(np.where(missing, 0.0, x), starts) if n else x[:0]
         piece[f"valid{j}"] = np.add.reduceat((~missing).astype(np.int64), starts) if n else starts[:0]
@@ -221,27 +241,32 @@ def event_partials(frame: pd.DataFrame, *, spec: AggregateSpec, cutoff_ms: int,
         piece[f"max{j}"] = np.fmax.reduceat(x, starts) if n else x[:0]
     k = 0
     for column, values in spec.share:
-        text = frame[column].iloc[positions]
-        code_of, uniques = pd.factorize(text.reset_index(drop=True))
+        code_of, uniques = pd.factorize(frame[column].reset_index(drop=True))
         names = np.asarray(pd.Series(np.asarray(uniques, dtype=object)).astype(str), dtype=object)
+        code_of = code_of[positions]
         for value in values:
-            hit = np.flatnonzero(names == str(value))
-            match = np.isin(code_of, hit).astype(np.int64)
+            hit = np.zeros(len(names) + 1, dtype=np.int64)  # the last entry: a missing value (code -1)
+            hit[:-1] = names == str(value)
+            match = hit[code_of]
             piece[f"share{k}"] = np.add.reduceat(match, starts) if n else match[:0]
             k += 1
     piece_frame = pd.DataFrame(piece)
+    piece_bounds = _slices(buckets[c[starts]], n_buckets)
 
-    pairs = []
+    pairs, pair_bounds = [], []
     for j, column in enumerate(spec.nunique):
-        value_code, value_hashes = entity_hash(frame[column].iloc[positions])
+        value_code, value_hashes = _codes(frame[column])
+        value_code = value_code[positions]
         has = value_code >= 0
-        key = pd.DataFrame({"c": c[has], "v": value_code[has], "ring": r[has]})
-        first = key.groupby(["c", "v"], sort=False)["ring"].min().reset_index()
-        pairs.append(pd.DataFrame({ENTITY: hashes[first["c"].to_numpy()],
-                                   "value": value_hashes[first["v"].to_numpy()],
-                                   "ring": first["ring"].to_numpy(dtype=np.int8),
-                                   "column": np.full(len(first), j, dtype=np.int8)}))
-    pair_frame = pd.concat(pairs, ignore_index=True) if pairs else _empty_pairs()
+        key = c[has] * max(len(value_hashes), 1) + value_code[has]
+        # Events are sorted by entity then ring: an (entity, value) pair's first occurrence has its
+        # earliest ring, and the kept pairs stay sorted by entity (so by bucket).
+        first = ~pd.Series(key).duplicated(keep="first").to_numpy()
+        entity = c[has][first]
+        pairs.append(pd.DataFrame({ENTITY: hashes[entity], "value": value_hashes[value_code[has][first]],
+                                   "ring": r[has][first].astype(np.int8),
+                                   "column": np.full(len(entity), j, dtype=np.int8)}))
+        pair_bounds.append(_slices(buckets[entity], n_buckets))
 
     if spec.session_gap_minutes is not None:
         gap = int(spec.session_gap_minutes * 60_000)
@@ -253,13 +278,17 @@ def event_partials(frame: pd.DataFrame, *, spec: AggregateSpec, cutoff_ms: int,
         last_s = np.r_[first_s[1:], n].astype(np.int64) - 1
         intervals = pd.DataFrame({ENTITY: hashes[c[first_s]], "ring": r[first_s].astype(np.int8),
                                   "start": t[first_s], "end": t[last_s] if n else t[:0]})
+        interval_bounds = _slices(buckets[c[first_s]], n_buckets)
     else:
-        intervals = _empty_intervals()
+        intervals, interval_bounds = _empty_intervals(), np.zeros(n_buckets + 1, dtype=np.int64)
 
-    out: list[Any] = []
-    parts = [_split(f, _bucket(f[ENTITY].to_numpy(), n_buckets), n_buckets)
-             for f in (piece_frame, pair_frame, intervals)]
-    out = [tuple(p[b] for p in parts) for b in range(n_buckets)]
+    out = []
+    for b in range(n_buckets):
+        pair_piece = pd.concat([f.iloc[bounds[b]:bounds[b + 1]] for f, bounds in zip(pairs, pair_bounds,
+                                                                                      strict=True)],
+                               ignore_index=True) if pairs else _empty_pairs()
+        out.append((piece_frame.iloc[piece_bounds[b]:piece_bounds[b + 1]], pair_piece,
+                    intervals.iloc[interval_bounds[b]:interval_bounds[b + 1]]))
     return (*out, stats)
 
 
@@ -373,11 +402,18 @@ def bucket_features(table: Sequence[pd.DataFrame], events: Sequence[Sequence[tup
 
 
 def _index_of(keys: np.ndarray, hashes: np.ndarray) -> np.ndarray:
-    """Position of each hash in the sorted ``keys``; -1 when not there (an entity not in the table)."""
-    position = np.searchsorted(keys, hashes)
-    position = np.minimum(position, max(len(keys) - 1, 0))
-    found = (keys[position] == hashes) if len(keys) else np.zeros(len(hashes), dtype=bool)
-    return np.where(found, position, -1)
+    """Position of each hash in the unique ``keys``; -1 when not there (an entity not in the table)."""
+    return pd.Index(keys).get_indexer(hashes)
+
+
+def _first_ring(index: np.ndarray, other: np.ndarray, ring: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index, ring) of each distinct (index, other) pair, with its earliest ring."""
+    # One 64-bit key per pair (wrapping arithmetic; a collision is as unlikely as one of the hashes).
+    with np.errstate(over="ignore"):
+        key = index.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + other.astype(np.uint64)
+    order = np.argsort(ring, kind="stable")  # earliest ring first, so the first of a key is its earliest
+    first = order[~pd.Series(key[order]).duplicated(keep="first").to_numpy()]
+    return index[first], ring[first]
 
 
 def _spec_features(spec: AggregateSpec, rows: pd.DataFrame, pairs: pd.DataFrame, intervals: pd.DataFrame,
@@ -404,16 +440,12 @@ def _spec_features(spec: AggregateSpec, rows: pd.DataFrame, pairs: pd.DataFrame,
         pair_index = _index_of(keys, pairs[ENTITY].to_numpy(dtype=np.uint64))
         for j, column in enumerate(spec.nunique):
             chosen = (pairs["column"].to_numpy() == j) & (pair_index >= 0)
-            first = pd.DataFrame({"i": pair_index[chosen], "v": pairs["value"].to_numpy()[chosen],
-                                  "ring": pairs["ring"].to_numpy(dtype=np.int64)[chosen]})
-            first = first.groupby(["i", "v"], sort=False)["ring"].min().reset_index()
-            per_window[f"nunique_{column}"] = _per_ring(
-                first["i"].to_numpy(dtype=np.int64), first["ring"].to_numpy(dtype=np.int64), None, n, n_rings)
+            i, first = _first_ring(pair_index[chosen], pairs["value"].to_numpy()[chosen],
+                                   pairs["ring"].to_numpy(dtype=np.int64)[chosen])
+            per_window[f"nunique_{column}"] = _per_ring(i, first, None, n, n_rings)
     if spec.active_days:
-        days = pd.DataFrame({"i": index, "d": rows["day"].to_numpy(), "ring": ring})
-        days = days.groupby(["i", "d"], sort=False)["ring"].min().reset_index()
-        per_window["active_days"] = _per_ring(days["i"].to_numpy(dtype=np.int64),
-                                              days["ring"].to_numpy(dtype=np.int64), None, n, n_rings)
+        i, first = _first_ring(index, rows["day"].to_numpy(dtype=np.int64), ring)
+        per_window["active_days"] = _per_ring(i, first, None, n, n_rings)
     if spec.session_gap_minutes is not None:
         interval_index = _index_of(keys, intervals[ENTITY].to_numpy(dtype=np.uint64))
         inside = interval_index >= 0
