@@ -550,7 +550,8 @@ def _example_recommendations(config: Config, state: _State) -> list[dict[str, An
     needed = int(np.searchsorted(matrix.user_bounds, len(users), side="left"))
     blocks = compute(list(matrix.user_blocks[:max(needed, 1)]), state.client)
     seen = sp.vstack([block.csr for block in blocks], format="csr")[:len(users)]
-    items, _ = model.recommend(users, seen, n=min(spec.n, 5), filter_seen=spec.filter_seen)
+    # By row index: every recommender takes those (not all of them keep the original IDs).
+    items, _ = model.recommend(np.arange(len(users)), seen, n=min(spec.n, 5), filter_seen=spec.filter_seen)
     ids = [[str(matrix.item_ids[i]) for i in row if i >= 0] for row in items]
     labels: dict[str, str] = {}
     if spec.item_names is not None:
