@@ -255,7 +255,7 @@ def _tune_classifier(config: Config, state: Any) -> None:
     tuned = f"{name}_tuned"
     (y_true,) = compute([conv.test[1]], state.client)
     report = _evaluate(result.best_estimator, tuned, conv.test[0], y_true, config.conversion, state,
-                       evaluate_classifier)
+                       evaluate_classifier, seed=config.experiment.seed)
     conv.models[tuned] = result.best_estimator
     validation = {}
     if table_mode.needs_choice(config, state):  # the tuned model competes on the same training folds
@@ -267,20 +267,10 @@ def _tune_classifier(config: Config, state: Any) -> None:
 
 
 def _tune_recommender(config: Config, state: Any) -> None:
-    """Tune model.name on repeated leave-k-out splits; the best refit becomes the run's model."""
-    from daskflow.models import make_model
-    from daskflow.tuning import search_recommender
+    """Tune model.name on folds of the training part only; the test holdout reports once (issue 11)."""
+    from daskflow.experiment._recommend_holdout import tune_recommender
 
-    spec = config.tune
-    metric = spec.resolved_metric
-    estimator = make_model(config.model.name, config.model.params)
-    result = search_recommender(estimator, spec.params, state.matrix, method=spec.method,
-                                n_trials=spec.n_trials, folds=spec.folds, holdout=config.evaluate.holdout,
-                                min_items=config.evaluate.min_user_items, metric=metric,
-                                seed=config.experiment.seed, client=state.client)
-    summary = _tuning_outputs(spec, result, state, metric)
-    state.model = result.best_estimator  # what the predict stage then uses
-    state.metrics["tune"] = {"model": config.model.name, **summary}
+    tune_recommender(config, state, _tuning_outputs)
 
 
 def _split_and_encode(config: Config, state: Any) -> None:

@@ -29,7 +29,6 @@ from daskflow._progress import stage_label
 from daskflow._version import __version__
 from daskflow.cluster import connect, dashboard_link
 from daskflow.config import Config, config_to_yaml, redact_data
-from daskflow.evaluation import evaluate_ranking
 from daskflow.experiment._analytics import stage_abtest, stage_kpis
 from daskflow.experiment._conversion import (
     ConversionState,
@@ -39,6 +38,7 @@ from daskflow.experiment._conversion import (
     stage_tune,
 )
 from daskflow.experiment._preflight import preflight
+from daskflow.experiment._recommend_holdout import holdout_scores
 from daskflow.experiment._rundir import (
     has_checkpoints,
     new_run_id,
@@ -48,7 +48,7 @@ from daskflow.experiment._rundir import (
     write_private,
 )
 from daskflow.experiment._tracking import Tracking
-from daskflow.features import InteractionMatrix, build_interactions, leave_k_out_split
+from daskflow.features import InteractionMatrix, build_interactions
 from daskflow.io import SUCCESS_MARKER, PendingOutput, Publication, read_table, write_parquet
 from daskflow.models import make_model
 from daskflow.prediction import recommend_all
@@ -82,6 +82,10 @@ class _State:
     model: Any = None
     item_content: Any = None  # model.content, read and checked once (train and evaluate share it)
     conversion: ConversionState = field(default_factory=ConversionState)
+    #: The evaluation's (train, test) matrices by split, drawn once (evaluate and tune share them).
+    splits: dict[str, tuple[InteractionMatrix, InteractionMatrix]] = field(default_factory=dict)
+    #: Test-holdout metrics by (model, params, split, k, metrics): each model is tested once.
+    holdout_scores: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
     resumed: bool = False
     #: Results written to URIs outside the run directory: claimed when the run starts,
     #: published after the run directory (and removed if that fails), never on a failure.
@@ -455,16 +459,11 @@ def _stage_evaluate(config: Config, state: _State) -> None:
               **{name: {} for name in spec.baselines if name != config.model.name}}
     results: dict[str, dict[str, Any]] = {name: {} for name in models}
     for split in spec.splits:
-        train, test = leave_k_out_split(state.matrix, k=spec.holdout, min_items=spec.min_user_items,
-                                        mode=split, seed=config.experiment.seed, client=state.client)
-        if test.nnz == 0:
-            raise DataError(f"the {split} split held out nothing: no user has "
-                            f"{spec.min_user_items}+ distinct items. Lower evaluate.min_user_items")
+        # The same split (and fits) as tune's final test: daskflow.experiment._recommend_holdout.
         for name, params in models.items():
-            model = make_model(name, params).fit(train, client=state.client)
-            scores = evaluate_ranking(model, train, test, k=spec.k, metrics=spec.metrics,
-                                      client=state.client)
-            results[name][split] = {"holdout": spec.holdout, "test_nnz": test.nnz, **scores}
+            results[name][split] = dict(holdout_scores(config, state, name, params, split,
+                                                       k=tuple(spec.k), metrics=tuple(spec.metrics)))
+            scores = {k: v for k, v in results[name][split].items() if k not in ("holdout", "test_nnz")}
             log.info("%s, %s split: %s", name, split, ", ".join(
                 f"{k}={v:.4f}" for k, v in scores.items() if k != "n_users"))
     state.metrics["evaluation"] = results

@@ -24,13 +24,15 @@ if TYPE_CHECKING:
         block_bounds,
         build_interactions,
         leave_k_out_split,
+        without_entries,
     )
     from daskflow.features._kpis import log_kpis
     from daskflow.features._store import StoredInteractionMatrix, load_interactions, save_interactions
 
 __getattr__, __dir__, __all__ = attach(__name__, {
     "_block": ["Block"],
-    "_interactions": ["InteractionMatrix", "block_bounds", "build_interactions", "leave_k_out_split"],
+    "_interactions": ["InteractionMatrix", "block_bounds", "build_interactions", "leave_k_out_split",
+                      "without_entries"],
     "_kpis": ["log_kpis"],
     "_store": ["StoredInteractionMatrix", "load_interactions", "save_interactions"],
     "_conversion": ["ConversionEncoder", "build_conversion_features", "load_features", "save_features",

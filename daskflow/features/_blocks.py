@@ -27,7 +27,7 @@ from daskflow.features._block import Block
 
 __all__ = ["Block", "LocalCodes", "IdArray", "factorize_partition", "factorize_table", "merge_uniques",
            "ids_to_index", "remap_and_cut", "assemble_block", "transpose_block", "stack_transposed",
-           "leave_k_out", "Pieces"]
+           "leave_k_out", "drop_entries", "Pieces"]
 
 _INT32_MAX = np.iinfo(np.int32).max
 
@@ -476,6 +476,25 @@ def leave_k_out(block: Block, k: int, min_items: int, mode: str, seed: int
     eligible = (counts >= min_items)[row_of_entry]
     test_mask = eligible & (rank < k)
     return _subset(block, ~test_mask), _subset(block, test_mask)
+
+
+def drop_entries(block: Block, *removed: Block) -> Block:
+    """``block`` without the entries (row, column) stored in any of the ``removed`` blocks.
+
+    The removed blocks cover the same rows (the test halves of :func:`leave_k_out` on this
+    block, say), so what is left is the training part shared by several splits.
+    """
+    csr = block.csr
+    n_cols = np.int64(csr.shape[1])
+
+    def keys(matrix: sp.csr_matrix) -> np.ndarray:
+        rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+        return rows * n_cols + matrix.indices.astype(np.int64)
+
+    gone = [keys(other.csr) for other in removed if other.csr.nnz]
+    if not gone:
+        return block
+    return _subset(block, ~np.isin(keys(csr), np.concatenate(gone)))
 
 
 def _subset(block: Block, mask: np.ndarray) -> Block:

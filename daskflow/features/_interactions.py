@@ -28,6 +28,7 @@ from daskflow._errors import DataError, SchemaError
 from daskflow.features._blocks import (
     Block,
     assemble_block,
+    drop_entries,
     factorize_partition,
     factorize_table,
     ids_to_index,
@@ -40,7 +41,7 @@ from daskflow.features._blocks import (
 from daskflow.io._parts import parquet_parts
 from daskflow.io._read import naming_unreadable_file
 
-__all__ = ["InteractionMatrix", "build_interactions", "leave_k_out_split", "block_bounds",
+__all__ = ["InteractionMatrix", "build_interactions", "leave_k_out_split", "without_entries", "block_bounds",
            "check_block_count", "MAX_BLOCKS", "MAX_PIECES"]
 
 log = logging.getLogger("daskflow")
@@ -202,6 +203,25 @@ def leave_k_out_split(matrix: InteractionMatrix, *, k: int = 1, min_items: int =
     train = _with_user_blocks(matrix, train_users, client)
     test = _with_user_blocks(matrix, test_users, client)
     return train, test
+
+
+def without_entries(matrix: InteractionMatrix, *removed: InteractionMatrix, client: Any = None
+                    ) -> InteractionMatrix:
+    """``matrix`` without the interactions stored in any of ``removed`` (same users and items).
+
+    With the test halves of several :func:`leave_k_out_split` calls this is the training
+    part they all share: what tuning may look at when every split's held-out items are
+    kept for the final test (issue 11).
+    """
+    for other in removed:
+        if other.shape != matrix.shape or len(other.user_blocks) != len(matrix.user_blocks):
+            raise DataError(f"without_entries: a matrix of shape {other.shape} in "
+                            f"{len(other.user_blocks)} user blocks cannot be removed from one of shape "
+                            f"{matrix.shape} in {len(matrix.user_blocks)}: split the same matrix")
+    drop = named(drop_entries, "split-drop-held-out")
+    user_blocks = persist([drop(block, *(other.user_blocks[b] for other in removed))
+                           for b, block in enumerate(matrix.user_blocks)], client)
+    return _with_user_blocks(matrix, user_blocks, client)
 
 
 def _with_user_blocks(matrix: InteractionMatrix, user_blocks: Sequence[Any],

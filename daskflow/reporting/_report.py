@@ -115,6 +115,16 @@ def _recommender_sections(metrics: Mapping[str, Any]) -> list[str]:
         rows = [{"model": name, "split": split, **{k: v for k, v in scores.items() if k != "holdout"}}
                 for name, splits in evaluation.items() for split, scores in splits.items()]
         parts += ["<h3>Ranking metrics (leave-k-out)</h3>", _table(rows)]
+    tune = metrics.get("tune")
+    if tune and tune.get("target") == "recommender":
+        summary = {k: v for k, v in tune.items() if k != "test"}
+        rows = [{"model": f"{tune['model']} ({'tuned' if which == 'tuned' else 'default parameters'})",
+                 "split": split, **{k: v for k, v in scores.items() if k not in ("holdout", "params")}}
+                for split, pair in tune.get("test", {}).items() for which, scores in pair.items()]
+        parts += ["<h3>Tuning (validation folds from the training part only)</h3>", _key_values(summary),
+                  "<h3>Default and tuned models on the same test holdout</h3>",
+                  '<p class="note">Both fitted on the evaluation split\'s training part; the held-out '
+                  "interactions were scored once, here, and never seen by the tuning.</p>", _table(rows)]
     cold = metrics.get("cold_start")
     if cold:
         rows = [{"scorer": name, **scores} for name, scores in cold["scorers"].items()]
@@ -189,7 +199,7 @@ def _conversion_sections(metrics: Mapping[str, Any]) -> list[str]:
         parts += ["<h3>Classifiers on the test rows</h3>" if table else
                   "<h3>Conversion models on the test users</h3>", _table(rows, marked=marked)]
         parts += _chosen_model_details(models.get(chosen) if chosen else None, chosen, table)
-    if "tune" in metrics:
+    if "tune" in metrics and metrics["tune"].get("target") != "recommender":
         parts += ["<h3>Tuning</h3>", _key_values(metrics["tune"])]
     if "score" in conversion:
         parts += [f"<h3>Scoring every {'entity' if table else 'user'}</h3>", _key_values(conversion["score"])]
