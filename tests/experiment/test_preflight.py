@@ -61,6 +61,8 @@ FOUND_WHILE_COMPUTING: dict[str, str] = {
     "tls address of a plain scheduler": _CLUSTER,
     "tls address without certificates": _CLUSTER + ": whether TLS is needed is the peer's answer",
     "user error raised in a worker process": _CLUSTER,
+    "aggregate cutoff outside the data": _VALUES + ": the events' earliest and latest times",
+    "label window not fully observed": _VALUES + ": the latest event of the sources read",
     "run id claimed by a running run": _CLAIM,
     "run id of a killed run": _CLAIM,
     "stale claim on a run id": _CLAIM,
