@@ -162,7 +162,7 @@ def test_run_on_unreachable_kubernetes_exits_2_and_publishes_nothing(tmp_path: P
                       env={"KUBECONFIG": str(kubeconfig)})
     assert_user_error(result, f"cannot reach the Kubernetes API at {server} (from KUBECONFIG={kubeconfig}) "
                               "after 3 attempts")
-    assert result.stderr.count("Kubernetes API not reachable") == 2  # two retries, with backoff
+    assert result.stderr.count("reaching the Kubernetes API failed") == 2  # two retries, with backoff
     assert not (tmp_path / "outputs" / "quickstart" / "on-k8s").exists()
     assert time.monotonic() - started < 60  # the process start included; the retries take ~2 s
 
