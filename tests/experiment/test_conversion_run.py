@@ -67,10 +67,11 @@ def test_conversion_run_publishes_metrics_plots_and_scores(lake: Path, tmp_path:
     tuning = xr.open_dataset(result.run_dir / "artifacts" / "tuning.nc")
     assert tuning["roc_auc_mean"].dims == ("C",) and tuning.sizes["fold"] == 2
     tuning.close()
-    for plot in ("roc", "gains", "calibration", "sgd_convergence", "tuning_C"):
+    for plot in ("roc", "precision_recall", "gains", "calibration", "sgd_convergence", "tuning_C"):
         assert (result.run_dir / "plots" / f"{plot}.png").stat().st_size > 1000, plot
     report = (result.run_dir / "report.html").read_text()
-    assert report.count("<img ") == 5 and "Conversion models on the test users" in report
+    # ROC, precision-recall, gains, calibration, SGD convergence, tuning along C
+    assert report.count("<img ") == 6 and "Conversion models on the test users" in report
     scores = pd.read_parquet(result.run_dir / "predictions" / "conversion_scores.parquet")
     assert list(scores.columns) == ["user_id", "p_convert", "decile"]
     assert len(scores) == SCALE.n_users and scores.user_id.is_unique
