@@ -508,14 +508,14 @@ def _item_content(config: Config, state: _State) -> Any:
     content = ItemContent(table, id_col=spec.id, encoder=encoder,
                           regressor=ContentToFactors(model=spec.model, **spec.params))
     try:
-        content.fit_encoder(state.client)
+        content.fit_encoder(client=state.client)
         check = ContentToFactors(model=spec.model, **spec.params)
         from daskflow.models._params import check_params
 
         check_params(check, check._rules)
     except DaskflowError as exc:
         raise type(exc)(f"{exc} ({where})") from exc
-    ids = content.frame(state.client)[spec.id].astype(str)
+    ids = content.frame(client=state.client)[spec.id].astype(str)
     if not ids.isin(state.matrix.item_ids.astype(str)).any():
         raise DataError(f"no warm items with content: none of the {len(ids)} values of column {spec.id!r} "
                         f"of data.sources.{spec.source} (e.g. {', '.join(map(repr, ids[:3]))}) is an item of "

@@ -87,7 +87,7 @@ class InteractionMatrix:
     def n_items(self) -> int:
         return self.shape[1]
 
-    def to_scipy(self, client: Any = None) -> sp.csr_matrix:
+    def to_scipy(self, *, client: Any = None) -> sp.csr_matrix:
         """Gather the whole matrix into memory as CSR (for small data and tests)."""
         blocks = compute(self.user_blocks, client)
         if not blocks:
