@@ -37,7 +37,12 @@ from daskflow.experiment._conversion import (
     stage_score,
     stage_tune,
 )
-from daskflow.experiment._preflight import preflight
+from daskflow.experiment._preflight import (
+    check_performance_report,
+    interaction_columns,
+    preflight,
+    read_source,
+)
 from daskflow.experiment._recommend_holdout import holdout_scores
 from daskflow.experiment._rundir import (
     has_checkpoints,
@@ -49,7 +54,7 @@ from daskflow.experiment._rundir import (
 )
 from daskflow.experiment._tracking import Tracking
 from daskflow.features import InteractionMatrix, build_interactions
-from daskflow.io import SUCCESS_MARKER, PendingOutput, Publication, read_table, write_parquet
+from daskflow.io import SUCCESS_MARKER, PendingOutput, Publication, write_parquet
 from daskflow.models import make_model
 from daskflow.prediction import recommend_all
 from daskflow.sample import generate_lake
@@ -353,18 +358,7 @@ def _performance_report(config: Config, work_dir: Path) -> contextlib.AbstractCo
     """
     if not config.output.performance_report:
         return contextlib.nullcontext()
-    try:
-        import bokeh
-    except ImportError as exc:
-        raise ConfigError("output.performance_report is true, but bokeh is not installed: expected "
-                          "bokeh >= 3.1, which renders Dask's performance report. Install it (pip "
-                          "install 'bokeh>=3.1') or set output.performance_report=false") from exc
-    from packaging.version import Version  # a dependency of dask
-
-    if Version(bokeh.__version__) < Version("3.1"):
-        raise ConfigError(f"output.performance_report is true, but bokeh is {bokeh.__version__}: expected "
-                          "bokeh >= 3.1, which renders Dask's performance report. Upgrade it (pip "
-                          "install 'bokeh>=3.1') or set output.performance_report=false")
+    check_performance_report(config)
     from distributed import performance_report
 
     return performance_report(filename=str(work_dir / "dask-performance.html"))
@@ -389,23 +383,9 @@ def _ensure_sample(config: Config, client: Any) -> None:
                   client=client)
 
 
-def _read_source(config: Config, name: str, columns: list[str] | None) -> Any:
-    source = config.data.sources[name]
-    wanted = list(source.columns) if source.columns is not None else columns
-    return read_table(source.uri, format=source.format, columns=wanted, filters=source.filters,
-                      storage_options=source.storage_options, schema=source.required_schema,
-                      name=name)
-
-
-def _interaction_columns(config: Config) -> list[str]:
-    spec = config.features.interactions
-    return [spec.user_col, spec.item_col] + ([spec.weight] if spec.weight != "count" else []) + \
-        [spec.time_col]
-
-
 def _stage_interactions(config: Config, state: _State) -> None:
     spec = config.features.interactions
-    events = _read_source(config, spec.source, _interaction_columns(config))
+    events = read_source(config, spec.source, interaction_columns(config))
     matrix = build_interactions(events, user_col=spec.user_col, item_col=spec.item_col,
                                 weight=spec.weight, time_col=spec.time_col,
                                 block_size=spec.block_size, allow_empty_ids=spec.allow_empty_ids,
@@ -493,7 +473,7 @@ def _item_content(config: Config, state: _State) -> Any:
     if state.item_content is not None:
         return state.item_content
     where = f"model.content (data.sources.{spec.source})"
-    table = _read_source(config, spec.source, None if spec.columns is None else [spec.id, *spec.columns])
+    table = read_source(config, spec.source, None if spec.columns is None else [spec.id, *spec.columns])
     present = [str(c) for c in table.columns]
     if spec.id not in present:
         raise ConfigError(f"model.content.id is {spec.id!r} but the item table data.sources.{spec.source} "
@@ -556,7 +536,7 @@ def _example_recommendations(config: Config, state: _State) -> list[dict[str, An
     if spec.item_names is not None:
         names = spec.item_names
         wanted = {item for row in ids for item in row}
-        table = _read_source(config, names.source, [names.id, *names.columns])
+        table = read_source(config, names.source, [names.id, *names.columns])
         (found,) = compute([table[table[names.id].astype(str).isin(sorted(wanted))]], state.client)
         labels = {str(row[0]): " · ".join(str(v) for v in row[1:])
                   for row in found[[names.id, *names.columns]].itertuples(index=False)}
@@ -565,9 +545,9 @@ def _example_recommendations(config: Config, state: _State) -> list[dict[str, An
             for user, row in zip(users, ids)]
 
 
-_STAGE_FUNCTIONS = {"kpis": lambda config, state: stage_kpis(config, state, _read_source),
+_STAGE_FUNCTIONS = {"kpis": lambda config, state: stage_kpis(config, state, read_source),
                     "interactions": _stage_interactions, "train": _stage_train,
                     "evaluate": _stage_evaluate, "predict": _stage_predict,
-                    "features": lambda config, state: stage_features(config, state, _read_source),
+                    "features": lambda config, state: stage_features(config, state, read_source),
                     "classify": stage_classify, "tune": stage_tune, "score": stage_score,
-                    "abtest": lambda config, state: stage_abtest(config, state, _read_source)}
+                    "abtest": lambda config, state: stage_abtest(config, state, read_source)}
