@@ -35,9 +35,12 @@ __all__ = ["AggregateSpec", "EventLabel", "Aggregates", "build_aggregates", "che
 
 log = logging.getLogger("daskflow")
 
-#: Event partitions per bucket of entities (so a bucket's pieces stay a small multiple of one
-#: partition's) when ``n_buckets`` is not given.
-_PARTITIONS_PER_BUCKET = 4
+#: Event partitions per bucket of entities when ``n_buckets`` is not given. The task shuffle
+#: makes partitions x buckets keys, so its scheduling cost grows with the square of the data
+#: unless buckets are few: 16 partitions' pieces (about 0.6 of their bytes) per bucket bound a
+#: bucket's task to ~100-200 MB on 200k-row partitions, and on the medium lake 8 buckets instead
+#: of 30 took a third off the CPU time (docs/benchmarks.md).
+_PARTITIONS_PER_BUCKET = 16
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,7 @@ def build_aggregates(table: dd.DataFrame | pd.DataFrame, sources: Mapping[str, A
         [cutoff, cutoff + within_days), else ``0``. The window must end by the day after the
         latest event of the sources read: a window the data does not cover is refused.
     n_buckets
-        Buckets of entities (output partitions); default one per four event partitions.
+        Buckets of entities (output partitions); default one per 16 event partitions.
     where
         The settings' key for messages.
     client
