@@ -531,7 +531,10 @@ def _example_recommendations(config: Config, state: _State) -> list[dict[str, An
     seen = sp.vstack([block.csr for block in blocks], format="csr")[:len(users)]
     # By row index: every recommender takes those (not all of them keep the original IDs).
     items, _ = model.recommend(np.arange(len(users)), seen, n=min(spec.n, 5), filter_seen=spec.filter_seen)
-    ids = [[str(matrix.item_ids[i]) for i in row if i >= 0] for row in items]
+    # A model with cold items (model.content) knows more items than the matrix, as in recommend_all.
+    known = getattr(model, "item_ids_", None)
+    item_ids = known if known is not None and len(known) > matrix.n_items else matrix.item_ids
+    ids = [[str(item_ids[i]) for i in row if i >= 0] for row in items]
     labels: dict[str, str] = {}
     if spec.item_names is not None:
         names = spec.item_names
