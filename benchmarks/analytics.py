@@ -1,6 +1,6 @@
 """Analytics benchmark: the A/B statistics and the retention cohort matrix, daskflow vs DuckDB.
 
-Two questions of issue 14 on a sample lake (``daskflow generate /tmp/lake-medium --scale
+Two product-analytics questions on a sample lake (``daskflow generate /tmp/lake-medium --scale
 medium``: 24M listens), each answered twice from the same Parquet files:
 
 - **A/B statistics**: per variant of the planted experiment, the sufficient statistics of

@@ -105,7 +105,7 @@ def test_blocked_fit_tasks_stay_light_on_workers() -> None:
 
 def test_streamed_fit_tasks_import_neither_pandas_nor_pyarrow() -> None:
     """A worker of a streamed ALS fit, or one unpickling a persisted ``Block``, imports NumPy,
-    SciPy, Numba and fsspec only (issue 3: pandas and pyarrow alone add ~74 MB to a worker whose
+    SciPy, Numba and fsspec only (pandas and pyarrow alone add ~74 MB to a worker whose
     memory_limit is a few hundred MB)."""
     code = ("import sys, daskflow.models._als_blocks, daskflow.features._block_files, "
             "daskflow.features._block; "

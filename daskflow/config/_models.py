@@ -249,8 +249,8 @@ class ClusterConfig(_Section):
     @field_validator("memory_limit", mode="before")
     @classmethod
     def _memory_limit(cls, value: Any) -> Any:
-        # '0' (and YAML's 0) is no limit; every other size must let a worker start (issue 10:
-        # '1KiB' made workers die or hang with no message).
+        # '0' (and YAML's 0) is no limit; every other size must let a worker start
+        # ('1KiB' made workers die or hang with no message).
         if isinstance(value, int) and not isinstance(value, bool) and value == 0:
             return "0"
         return _check_size(value, "per worker", ("auto", "0"))
@@ -259,7 +259,7 @@ class ClusterConfig(_Section):
     @classmethod
     def _fits_this_machine(cls, value: int, info: Any) -> int:
         # A local cluster runs here: hundreds of worker processes on a few cores only thrash
-        # (issue 10: n_workers 1000 never came up). Remote and Kubernetes sizes are their own.
+        # (n_workers 1000 never came up). Remote and Kubernetes sizes are their own.
         if info.data.get("kind", "local") != "local":
             return value
         cores, limit = _local_limit()
@@ -1084,7 +1084,7 @@ class Config(_Section):
         source = self.features.interactions.source
         stages = set(self.experiment.stages)
         tunes_recommender = "tune" in stages and self.tune is not None and self.tune.target == "recommender"
-        # Only a stage that reads the interactions' source demands it (issue 11: a churn table's
+        # Only a stage that reads the interactions' source demands it (a churn table's
         # classify run was refused for the recommender's default source 'listens').
         if ({"kpis", "interactions", "train", "evaluate", "predict"} & stages or tunes_recommender) \
                 and source not in self.data.sources:

@@ -47,7 +47,7 @@ def stage_features(config: Config, state: Any, read_source: Any) -> None:
     """Build (or reuse) the per-user feature table and summarise its population."""
     from daskflow.features import build_conversion_features, load_features, save_features
 
-    if config.features.table is not None:  # the user's own entity table (issue 11)
+    if config.features.table is not None:  # the user's own entity table (docs/features.md)
         table_mode.table_features(config, state, read_source)
         return
     spec = config.conversion
@@ -267,7 +267,7 @@ def _tune_classifier(config: Config, state: Any) -> None:
 
 
 def _tune_recommender(config: Config, state: Any) -> None:
-    """Tune model.name on folds of the training part only; the test holdout reports once (issue 11)."""
+    """Tune model.name on folds of the training part only; the test holdout reports once."""
     from daskflow.experiment._recommend_holdout import tune_recommender
 
     tune_recommender(config, state, _tuning_outputs)
@@ -328,7 +328,7 @@ def stage_score(config: Config, state: Any) -> None:
 
     spec = config.conversion.score
     conv = state.conversion
-    # Chosen on the training rows only (classify.selection), never by a test score (issue 11).
+    # Chosen on the training rows only (classify.selection), never by a test score.
     name = table_mode.chosen_model(config, state)
     if conv.table is not None:
         table_mode.score_table(config, state, name)

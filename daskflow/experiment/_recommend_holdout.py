@@ -1,4 +1,4 @@
-"""The recommender's test holdout, shared by the evaluate and tune stages (issue 11, item 4).
+"""The recommender's test holdout, shared by the evaluate and tune stages.
 
 The evaluation's leave-k-out splits are drawn once per run (``experiment.seed``,
 ``evaluate.splits``) and kept on the run's state. Tuning sees only their common training

@@ -81,7 +81,7 @@ def factorize_table(table: pa.Table, user_col: str, item_col: str, weight: str,
     String ID columns read as Arrow dictionaries (Parquet stores them so) are factorised
     from their dictionaries: only the dictionary's few distinct values are sorted, and
     the rows' codes are renumbered by an integer gather, where hashing every row's string
-    was a third of the ingest's CPU (issue 2). Other columns go through pandas as
+    was a third of the ingest's CPU. Other columns go through pandas as
     ``dd.read_parquet`` would convert them.
     """
     ids = []

@@ -211,7 +211,7 @@ def without_entries(matrix: InteractionMatrix, *removed: InteractionMatrix, clie
 
     With the test halves of several :func:`leave_k_out_split` calls this is the training
     part they all share: what tuning may look at when every split's held-out items are
-    kept for the final test (issue 11).
+    kept for the final test.
     """
     for other in removed:
         if other.shape != matrix.shape or len(other.user_blocks) != len(matrix.user_blocks):
@@ -249,7 +249,7 @@ def _persist_spread(blocks: list[Any], client: Any) -> list[Any]:
 
     Every block gathers pieces from all partitions, so the scheduler, which goes by where
     most of a task's input bytes are, often put most blocks on one worker and left the
-    other idle (issue 2). The placement is a preference: another worker takes a block if
+    other idle. The placement is a preference: another worker takes a block if
     its worker is gone.
     """
     if client is None or len(blocks) < 2:

@@ -11,7 +11,7 @@ Layout under ``uri`` (published atomically)::
 Loading makes one task per block that reads its file on a worker, so a matrix larger than
 the cluster's memory can be persisted and spilled rather than shipped from the client. Or it
 is not persisted at all (``persist=False``): every use of a block reads its file again, and
-``ImplicitALS`` streams such a matrix from the files (issue 3). The block files are written
+``ImplicitALS`` streams such a matrix from the files (docs/als.md). The block files are written
 and read by ``_block_files``, a module light enough for small workers.
 """
 

@@ -2,9 +2,9 @@
 
 Dask's ``read_parquet``, Arrow's dataset discovery and ``fsspec``'s ``find`` each walk a
 directory their own way, and they disagree about symbolic links: Arrow followed a link
-to ``.`` forty levels deep (123 files read instead of 3) where dask read each file once
-(issue 10). So no reader lists a directory itself: :func:`list_data_files` lists it
-once, and the readers are handed the files.
+to ``.`` forty levels deep (123 files read instead of 3) where dask read each file once.
+So no reader lists a directory itself: :func:`list_data_files` lists it once, and the
+readers are handed the files.
 
 The rule for links (docs/data.md, "Reading your own data"): links are followed, but every
 real directory and every real file is read at most once. Files and directories reached

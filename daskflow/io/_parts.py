@@ -3,8 +3,8 @@
 ``read_table`` gives a Dask DataFrame of pandas partitions, the right thing for almost
 every consumer. One consumer does better with Arrow: ``build_interactions`` wants integer
 codes for its ID columns, and Parquet writers store string columns dictionary-encoded, so
-reading them as Arrow dictionaries gives the codes without hashing every row (issue 2:
-hashing the IDs was a third of the ingest's CPU). :func:`parquet_parts` recognises a
+reading them as Arrow dictionaries gives the codes without hashing every row
+(hashing the IDs was a third of the ingest's CPU). :func:`parquet_parts` recognises a
 frame that ``read_table`` returned, untouched, and describes the same rows as groups of
 files to read with Arrow; for anything else it returns ``None`` and the consumer reads the
 frame as usual. No Dask import here: the readers run inside tasks.

@@ -240,7 +240,7 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
         return self._finish_fit(item_content, client)
 
     def _check_memory(self, shape: tuple[int, int], client: Any) -> None:
-        """Refuse factors that cannot fit, before allocating any (issue 10: a huge n_factors
+        """Refuse factors that cannot fit, before allocating any (a huge n_factors
         made a fit attempt a 3.6 TiB allocation)."""
         from dask.utils import format_bytes
 
@@ -315,7 +315,7 @@ class ImplicitALS(RecommenderMixin, TransformerMixin, BaseEstimator):
         shape = matrix.shape
         conf = (self.confidence, self.alpha, self.epsilon, dtype)
         # A matrix left in its files (load_interactions(persist=False)) is streamed: every
-        # half-step each task reads its block's counts and makes its confidences (issue 3).
+        # half-step each task reads its block's counts and makes its confidences.
         block_files = getattr(matrix, "block_files", None)
         files = (block_files("users"), block_files("items")) if block_files else (None, None)
         streamed = None not in files

@@ -116,7 +116,7 @@ def solve_stored_block(path: str, storage_options: Any, kind: str, alpha: float,
     """:func:`solve_block` on a block read from its saved file, within one task.
 
     Read counts, make confidences, solve, drop them: nothing of the block outlives the task,
-    so a worker holds only the blocks its threads are solving (the streamed fit, issue 3).
+    so a worker holds only the blocks its threads are solving (the streamed fit).
     """
     counts, row_offset = read_counts(path, storage_options)
     block = to_confidence(counts, row_offset, kind, alpha, epsilon, dtype)

@@ -18,7 +18,7 @@ def cross_validate(estimator: Any, X: Any, y: Any, *, folds: int = 3, holdout: f
     """Per-fold validation scores of ``estimator`` (stratified k-fold, or one holdout) on ``(X, y)``.
 
     Pass the training rows only: choosing a model by these scores then never looks at the
-    test rows, which stay for the final report (issue 11). Folds are drawn as
+    test rows, which stay for the final report. Folds are drawn as
     :func:`daskflow.tuning.search` draws them, so with the same ``seed`` every candidate
     is validated on the same rows.
 

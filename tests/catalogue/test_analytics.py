@@ -1,4 +1,4 @@
-"""Bad input to the A/B test stage (issue 14): each case runs configs/ab.yaml's experiment,
+"""Bad input to the A/B test stage: each case runs configs/ab.yaml's experiment,
 changed in one way, through the CLI; docs/errors.md lists them."""
 
 from __future__ import annotations

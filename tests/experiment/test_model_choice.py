@@ -1,4 +1,4 @@
-"""The scoring model is chosen on the training rows only: the test split cannot sway it (issue 11).
+"""The scoring model is chosen on the training rows only: the test split cannot sway it.
 
 Two runs on the same table differ only in the labels of the test rows, which the second
 flips: every test ROC AUC becomes one minus itself, so a choice by test score would switch

@@ -1,4 +1,4 @@
-"""The recommender is tuned on the training part only; its test holdout reports once (issue 11, item 4).
+"""The recommender is tuned on the training part only; its test holdout reports once.
 
 Two runs on logs that differ only in the evaluation's held-out interactions must tune
 alike: the same chosen parameters and the same validation score on every fold. The test

@@ -1,4 +1,4 @@
-"""Classification on the user's own table (features.table): issue 11's churn example, run as written.
+"""Classification on the user's own table (features.table): a churn example, run as written.
 
 The table is generated here with a planted relationship (short tenure, the basic plan and
 low spend churn), written as one Parquet file, and the experiment file of the issue runs

@@ -1,4 +1,4 @@
-"""How much of today's house-ad feature table the generic aggregates reproduce (issue 11).
+"""How much of today's house-ad feature table the generic aggregates reproduce.
 
 :func:`build_conversion_features` (the bespoke builder) and :func:`build_aggregates` run on the
 same tiny lake, as of the same end: every behaviour and exposure count the generic layer can
