@@ -12,7 +12,7 @@ import pytest
 
 PACKAGE = Path(__file__).parents[1] / "daskflow"
 LIBRARY = ("io", "sample", "features", "models", "evaluation", "prediction", "cluster", "tuning",
-           "reporting")
+           "reporting", "analytics")
 #: Per-block math without Dask: every ``*_kernels.py`` module, found by name, and the kernel
 #: modules named before that convention (to be renamed).
 KERNELS = tuple(sorted({str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*_kernels.py")}
