@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.catalogue._harness import Case, check_case, make_lake
+from tests.catalogue._harness import Case, check_case
 
 CUTOFF = "2026-01-22"
 
@@ -114,11 +114,6 @@ CASES: dict[str, Case] = {
         ("features.aggregates.events.visits.source is 'clicks' but data.sources has only customers, "
          "purchases, visits",)),
 }
-
-
-@pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_lake(tmp_path_factory)
 
 
 @pytest.mark.parametrize("name", list(CASES))

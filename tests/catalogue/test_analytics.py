@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from daskflow.sample import Scale, generate_lake
-from tests.catalogue._harness import Case, check_case, make_lake
+from tests.catalogue._harness import Case, check_case
 
 ROOT = Path(__file__).parents[2]
 
@@ -128,11 +128,6 @@ CASES: dict[str, Case] = {
     "sample-ratio mismatch with fail_on_srm": Case(_srm_lake, (
         "sample-ratio mismatch: units per variant", "abtest.fail_on_srm is true")),
 }
-
-
-@pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_lake(tmp_path_factory)
 
 
 @pytest.mark.parametrize("name", CASES)

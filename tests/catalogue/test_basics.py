@@ -19,7 +19,6 @@ from tests.catalogue._harness import (
     copy_listens,
     free_port,
     listens_rows,
-    make_lake,
     uri,
     write_day,
 )
@@ -169,11 +168,6 @@ CASES: dict[str, Case] = {
                                 command="validate"),
 }
 
-
-
-@pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_lake(tmp_path_factory)
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -14,7 +14,7 @@ import yaml
 from dask.system import CPU_COUNT
 
 from daskflow.cli import main
-from tests.catalogue._harness import Case, base_config, check_case, make_lake
+from tests.catalogue._harness import Case, base_config, check_case
 
 #: Planted in the environment of every case; no message may show it.
 SECRET = "sk-catalogue-7f3a9c1e5b"
@@ -165,11 +165,6 @@ CASES: dict[str, Case] = {
         ("ImplicitALS(n_factors=100,000,000) does not fit in memory", "x 100,000,000 x 4 bytes",
          "the memory_limit of the 1 worker(s) in all", "expected n_factors <=", "lower n_factors")),
 }
-
-
-@pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_lake(tmp_path_factory)
 
 
 @pytest.mark.parametrize("name", list(CASES))

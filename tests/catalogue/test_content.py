@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.catalogue._harness import Case, check_case, make_lake
+from tests.catalogue._harness import Case, check_case
 
 
 def _als_with(tracks: Path | str, *extra: str) -> list[str]:
@@ -70,11 +70,6 @@ CASES: dict[str, Case] = {
         lambda lake, work: [f"data.sources.tracks.uri={lake / 'tracks'}", "model.content.source=tracks"],
         ("model.content needs model.name als (got 'popularity')",)),
 }
-
-
-@pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_lake(tmp_path_factory)
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from tests.catalogue._harness import Case, base_config, check_case, listens_rows, make_lake, write_day
+from tests.catalogue._harness import Case, base_config, check_case, listens_rows, write_day
 from tests.cluster._peers import http_server, silent_server
 
 #: Addresses of the real peers the cases point at, set by the module's ``peers`` fixture.
@@ -110,11 +110,6 @@ CASES: dict[str, Case] = {
 
 #: Cases run with bokeh unimportable in this process.
 WITHOUT_BOKEH = {"performance report without bokeh"}
-
-
-@pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_lake(tmp_path_factory)
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from daskflow.cli import main
-from tests.catalogue._harness import Case, base_config, check_case, make_lake
+from tests.catalogue._harness import Case, base_config, check_case
 
 #: This test process: alive for as long as the cases run, so a claim naming it is a live one.
 PID = os.getpid()
@@ -190,11 +190,6 @@ CASES: dict[str, Case] = {
         "/elsewhere/bad/.r5.tmp-0123' is not an unfinished attempt at", "/out/bad/r5",
         "expected a directory named .r5.tmp-* beside it")),
 }
-
-
-@pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_lake(tmp_path_factory)
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -29,7 +29,6 @@ from tests.catalogue._harness import (
     check_case,
     copy_listens,
     listens_rows,
-    make_lake,
     uri,
     write_day,
 )
@@ -192,11 +191,6 @@ CASES: dict[str, Case] = {
     "string weight column": Case(_string_weights, (
         "weight column 'ms_played' is a", "expected numeric")),
 }
-
-
-@pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_lake(tmp_path_factory)
 
 
 @pytest.mark.parametrize("name", list(CASES))

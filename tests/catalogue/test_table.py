@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.catalogue._harness import Case, check_case, make_lake
+from tests.catalogue._harness import Case, check_case
 from tests.experiment.test_table_run import churn_table
 
 
@@ -77,11 +77,6 @@ CASES: dict[str, Case] = {
         _churn(top={"conversion": {"models": {"nb": {"model": "naive_bayes"}}}}),
         ("both classify.models and conversion.models are given",)),
 }
-
-
-@pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_lake(tmp_path_factory)
 
 
 @pytest.mark.parametrize("name", list(CASES))
