@@ -328,18 +328,7 @@ def abtest_sufficient_stats(units: dd.DataFrame, sources: Mapping[str, dd.DataFr
     sum_columns: list[str] = []
     pending: dict[str, Any] = {}
     for index, (source, specs) in enumerate(by_source.items()):
-        events = sources[source]
-        first = next(iter(specs.values()))
-        _require(events, [unit], f"metric source {source!r}", f"{first.where}.source: the unit column "
-                 f"abtest.assignments.unit={unit!r}")
-        needed = [unit]
-        for spec in specs.values():
-            _require(events, [spec.time], f"metric source {source!r}", f"{spec.where}.time")
-            for column, key in ((spec.value, "value"), (spec.denominator, "denominator")):
-                if column is not None:
-                    _require(events, [column], f"metric source {source!r}", f"{spec.where}.{key}")
-            needed += [c for c in (spec.time, spec.value, spec.denominator) if c]
-        events = events[list(dict.fromkeys(needed))]
+        events = _metric_columns(sources[source], source, specs, unit)
         sums, counts = _unit_sums(events, units, specs, unit=unit, variant=variant, assigned=assigned,
                                   prefix=f"s{index}:")
         table = table.merge(sums, on=unit, how="left")
