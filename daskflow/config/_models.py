@@ -10,7 +10,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 from daskflow.config._kinds import DEFAULTS as CLUSTER_DEFAULTS
 from daskflow.config._kinds import other_kind_problem
@@ -72,6 +81,28 @@ _NEEDS = {"train": ("interactions",), "evaluate": ("interactions",),
 _NOT_YET: dict[str, str] = {}
 
 PositiveInt = Annotated[int, Field(ge=1)]
+
+
+def _date_as_text(value: Any) -> Any:
+    import datetime
+
+    # YAML reads 2026-01-15 as a date: keep it as the text the user wrote.
+    return value.isoformat() if isinstance(value, datetime.date) else value
+
+
+def _iso_time(value: str) -> str:
+    import datetime
+
+    try:
+        datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"expected an ISO date or timestamp such as 2026-01-15 or "
+                         f"2026-01-15T00:00:00Z, got {value!r}") from None
+    return value
+
+
+#: A point in time written in the config: an ISO date or timestamp, kept as text.
+IsoTime = Annotated[str, BeforeValidator(_date_as_text), AfterValidator(_iso_time)]
 
 
 def _registered(name: str, kind: str, noun: str) -> str:
@@ -459,33 +490,13 @@ class TableSplitConfig(_Section):
                                     "(default 0.2).")
     time: str | None = Field(None, description="A timestamp column: rows before the cutoff train, the "
                              "others test.")
-    cutoff: str | None = Field(None, description="split.time: the cutoff, an ISO date or timestamp (UTC "
+    cutoff: IsoTime | None = Field(None, description="split.time: the cutoff, an ISO date or timestamp (UTC "
                                "unless it names a zone).")
 
     @field_validator("train", "test", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return value if isinstance(value, list | tuple) else (value,)
-
-    @field_validator("cutoff", mode="before")
-    @classmethod
-    def _as_text(cls, value: Any) -> Any:
-        import datetime
-
-        return value.isoformat() if isinstance(value, datetime.date) else value
-
-    @field_validator("cutoff")
-    @classmethod
-    def _a_time(cls, value: str | None) -> str | None:
-        import datetime
-
-        if value is not None:
-            try:
-                datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError:
-                raise ValueError(f"expected an ISO date or timestamp such as 2026-01-01 or "
-                                 f"2026-01-01T00:00:00Z, got {value!r}") from None
-        return value
 
     @model_validator(mode="after")
     def _one_kind(self) -> TableSplitConfig:
@@ -579,30 +590,12 @@ class AggregateEventsConfig(_Section):
 class AggregatesConfig(_Section):
     """Per-entity aggregates of event logs as of a cutoff, joined to features.table by id."""
 
-    cutoff: str = Field(description="Events at or after this time never reach a feature; a label from "
+    cutoff: IsoTime = Field(description="Events at or after this time never reach a feature; a label from "
                         "events starts here. An ISO date or timestamp, UTC unless it names a zone.")
     events: dict[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")], AggregateEventsConfig] = Field(
         {}, description="{name: aggregates}: each entry's name prefixes its features, e.g. "
         "listens_sum_ms_played_28d.")
 
-    @field_validator("cutoff", mode="before")
-    @classmethod
-    def _as_text(cls, value: Any) -> Any:
-        import datetime
-
-        return value.isoformat() if isinstance(value, datetime.date) else value
-
-    @field_validator("cutoff")
-    @classmethod
-    def _a_time(cls, value: str) -> str:
-        import datetime
-
-        try:
-            datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"expected an ISO date or timestamp such as 2026-01-15 or "
-                             f"2026-01-15T00:00:00Z, got {value!r}") from None
-        return value
 
 
 class FeaturesConfig(_Section):
