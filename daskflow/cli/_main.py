@@ -11,10 +11,12 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import shlex
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -136,11 +138,19 @@ def _signals_unwind() -> Iterator[Callable[[], None]]:
     while the command unwinds, since raising again inside a cleanup would cut it short,
     and so are those after the yielded ``disarm()`` (the command is over). Signal
     handlers can only be set from the main thread; elsewhere nothing changes.
+
+    A signal handler runs wherever the main thread happens to be, and a few places drop
+    any exception raised in them: a garbage-collector callback (distributed registers
+    one), a ``__del__``, a weakref callback. Python reports such an exception to
+    ``sys.unraisablehook`` and goes on, so the run would finish as if never signalled.
+    The hook here catches our own interruption there and delivers the signal again, to be
+    raised at the next ordinary line instead (and again, should that one be dropped too).
     """
-    state = {"armed": True}
+    state = {"armed": True, "over": False}
 
     def disarm() -> None:
         state["armed"] = False
+        state["over"] = True
 
     if threading.current_thread() is not threading.main_thread():
         yield disarm
@@ -149,13 +159,32 @@ def _signals_unwind() -> Iterator[Callable[[], None]]:
     def handler(signum: int, frame: Any) -> None:
         if not state["armed"]:
             return
-        disarm()
+        state["armed"] = False
         raise Interrupted(signal.Signals(signum).name)
 
+    previous_hook = sys.unraisablehook
+
+    def unraisable(info: Any) -> None:
+        if isinstance(info.exc_value, Interrupted) and not state["over"]:
+            threading.Thread(target=deliver_again, args=(signal.Signals[info.exc_value.signal_name],),
+                             daemon=True, name="daskflow-signal").start()
+            return
+        previous_hook(info)
+
+    def deliver_again(signum: int) -> None:
+        # From another thread, a moment later: the main thread handles the signal once the code
+        # that dropped the exception (and this hook, which would drop it too) has returned.
+        time.sleep(0.05)
+        if not state["over"]:
+            state["armed"] = True
+            os.kill(os.getpid(), signum)
+
     previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    sys.unraisablehook = unraisable
     try:
         yield disarm
     finally:
+        sys.unraisablehook = previous_hook
         for signum, old in previous.items():
             signal.signal(signum, old)
 
