@@ -15,33 +15,25 @@ since the first and the last listen.
 
 Every repeat checks the two tables are equal (integers exactly, floats to a relative
 1e-9). To see whether time grows linearly with rows, the listens are cut to the last
-quarter, half and all of the lake's days (``--fractions``). Timings exclude cluster
-start-up and imports; the files are read once beforehand (warm page cache) and the workers
-are restarted before each daskflow repeat, so each worker peak memory figure belongs to one
-run. CPU seconds are user + system of every process of a side. Results print as a markdown
-table and are written as JSON under ``benchmarks/results/`` (git-ignored).
+quarter, half and all of the lake's days (``--fractions``). How it is measured is
+``_versus_duckdb.py``'s; the workers are restarted before each daskflow repeat, so each
+worker peak memory figure belongs to one run.
 
     python benchmarks/features.py --lake /tmp/lake-medium --repeat 3
 """
 
 from __future__ import annotations
 
-import argparse
+import functools
 import json
-import os
-import platform
-import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from _sampler import ProcessRssSampler
-from analytics import _cpu_seconds, _OwnRss, _workers, check_equal, summarise  # same directory
+from _versus_duckdb import arguments, compare  # benchmarks/ is the script's directory
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PLATFORMS = ("mobile", "desktop", "web", "tablet")
 GAP_MINUTES = 30
-_MIB = 2**20
 
 
 def spec() -> Any:
@@ -52,7 +44,7 @@ def spec() -> Any:
                          share=(("platform", PLATFORMS),), session_gap_minutes=GAP_MINUTES)
 
 
-def daskflow_features(lake: Path, since: str, cutoff: pd.Timestamp, client: Any) -> pd.DataFrame:
+def daskflow_features(lake: Path, since: str, client: Any, *, cutoff: pd.Timestamp) -> pd.DataFrame:
     from daskflow.features.tabular import build_aggregates
     from daskflow.io import read_table
 
@@ -109,27 +101,10 @@ def sql(lake: Path, since: str, cutoff: pd.Timestamp) -> str:
     ORDER BY u.user_id"""
 
 
-def duckdb_features(lake: Path, since: str, cutoff: pd.Timestamp, con: Any) -> pd.DataFrame:
+def duckdb_features(lake: Path, since: str, con: Any, *, cutoff: pd.Timestamp) -> pd.DataFrame:
     frame = con.execute(sql(lake, since, cutoff)).df()
     frame["user_id"] = frame["user_id"].astype(str)
     return frame
-
-
-def run_daskflow(lake: Path, since: str, cutoff: pd.Timestamp, client: Any
-                 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    import psutil
-
-    client.restart()
-    client.run(_import_daskflow)
-    processes = [psutil.Process(), *_workers(client)]
-    cpu = _cpu_seconds(processes)
-    with ProcessRssSampler() as sampler:
-        start = time.perf_counter()
-        result = daskflow_features(lake, since, cutoff, client)
-        seconds = time.perf_counter() - start
-    return result, {"seconds": seconds, "cpu_seconds": _cpu_seconds(processes) - cpu,
-                    "worker_peak_mib": max(sampler.peak.values(), default=0) / _MIB,
-                    "load_average_1min": round(os.getloadavg()[0], 2)}
 
 
 def _import_daskflow() -> None:
@@ -137,96 +112,16 @@ def _import_daskflow() -> None:
     import daskflow.io  # noqa: F401
 
 
-def run_duckdb(lake: Path, since: str, cutoff: pd.Timestamp, threads: int
-               ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    import duckdb
-    import psutil
-
-    con = duckdb.connect(config={"threads": threads})
-    con.execute("SET TimeZone = 'UTC'")
-    me = psutil.Process()
-    cpu = _cpu_seconds([me])
-    with _OwnRss() as sampler:
-        start = time.perf_counter()
-        result = duckdb_features(lake, since, cutoff, con)
-        seconds = time.perf_counter() - start
-    con.close()
-    return result, {"seconds": seconds, "cpu_seconds": _cpu_seconds([me]) - cpu,
-                    "process_peak_mib": max(sampler.peak.values(), default=0) / _MIB,
-                    "load_average_1min": round(os.getloadavg()[0], 2)}
-
-
-def markdown(report: dict[str, Any]) -> str:
-    lines = ["| days | listens | daskflow s | DuckDB s | ratio | daskflow CPU s | DuckDB CPU s | CPU ratio "
-             "| worker peak MiB | DuckDB peak MiB | load 1 min |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for row in report["results"]:
-        ours, theirs = row["daskflow"], row["duckdb"]
-        peak = max(r["worker_peak_mib"] for r in ours["runs"])
-        their_peak = max(r["process_peak_mib"] for r in theirs["runs"])
-        loads = [r["load_average_1min"] for r in ours["runs"] + theirs["runs"]]
-        lines.append(
-            f"| {row['days']} | {row['listens']:,} | {ours['median_seconds']:.2f} | "
-            f"{theirs['median_seconds']:.2f} | {ours['median_seconds'] / theirs['median_seconds']:.2f}x | "
-            f"{ours['median_cpu_seconds']:.1f} | {theirs['median_cpu_seconds']:.1f} | "
-            f"{ours['median_cpu_seconds'] / theirs['median_cpu_seconds']:.2f}x | {peak:,.0f} | "
-            f"{their_peak:,.0f} | {min(loads):.1f}-{max(loads):.1f} |")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lake", type=Path, default=Path("/tmp/lake-medium"),
-                        help="a lake from `daskflow generate LAKE --scale medium` (default: %(default)s)")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs per side and size (median)")
-    parser.add_argument("--workers", type=int, default=2, help="daskflow workers / DuckDB threads")
-    parser.add_argument("--memory-limit", default="4GiB", help="per daskflow worker (default: %(default)s)")
-    parser.add_argument("--fractions", type=float, nargs="+", default=[0.25, 0.5, 1.0],
-                        help="share of the lake's days (the last ones) the listens are cut to")
-    args = parser.parse_args(argv)
-    import duckdb
-
-    from daskflow.cluster import connect
-
+    args = arguments(__doc__.split("\n\n")[0]).parse_args(argv)
     manifest = json.loads((args.lake / "_lake.json").read_text())
-    start_day, n_days = pd.Timestamp(manifest["start_date"]), int(manifest["n_days"])
-    cutoff = (start_day + pd.Timedelta(days=n_days)).tz_localize("UTC")  # the day after the last
-    for path in sorted(args.lake.glob("listens/*/*.parquet")) + sorted(args.lake.glob("users/*.parquet")):
-        path.read_bytes()  # a warm page cache for both sides
-    con = duckdb.connect()
-    report: dict[str, Any] = {
-        "lake": str(args.lake), "machine": platform.platform(), "cpus": os.cpu_count(),
-        "duckdb": duckdb.__version__, "workers": args.workers, "memory_limit": args.memory_limit,
-        "cutoff": str(cutoff), "load_average_at_start": [round(v, 2) for v in os.getloadavg()], "results": []}
-    with connect("local", n_workers=args.workers, threads_per_worker=1, memory_limit=args.memory_limit,
-                 dashboard_address=":0") as client:
-        for fraction in args.fractions:
-            days = max(1, round(n_days * fraction))
-            since = str((start_day + pd.Timedelta(days=n_days - days)).date())
-            listens = con.execute(f"SELECT count(*) FROM read_parquet('{args.lake}/listens/*/*.parquet', "
-                                  f"hive_partitioning = true) WHERE date >= '{since}'").fetchone()[0]
-            ours_runs, theirs_runs = [], []
-            for repeat in range(args.repeat):
-                ours, ours_run = run_daskflow(args.lake, since, cutoff, client)
-                theirs, theirs_run = run_duckdb(args.lake, since, cutoff, args.workers)
-                check_equal(ours, theirs, f"{days} days, repeat {repeat}")
-                ours_runs.append(ours_run)
-                theirs_runs.append(theirs_run)
-                print(f"{days} days #{repeat}: daskflow {ours_run['seconds']:.2f}s (CPU "
-                      f"{ours_run['cpu_seconds']:.1f}s), DuckDB {theirs_run['seconds']:.2f}s (CPU "
-                      f"{theirs_run['cpu_seconds']:.1f}s), equal ({len(ours):,} users x "
-                      f"{ours.shape[1] - 1} features)", flush=True)
-            report["results"].append({"days": days, "since": since, "listens": int(listens),
-                                      "daskflow": summarise(ours_runs), "duckdb": summarise(theirs_runs)})
-    report["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
-    table = markdown(report)
-    print(table)
-    print(f"load average at start {report['load_average_at_start']}, at end {report['load_average_at_end']}")
-    RESULTS_DIR.mkdir(exist_ok=True)
-    out = RESULTS_DIR / f"features-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(report, indent=2, default=float))
-    print(f"written {out}")
+    last_day = pd.Timestamp(manifest["start_date"]) + pd.Timedelta(days=int(manifest["n_days"]))
+    cutoff = last_day.tz_localize("UTC")  # the day after the last
+    question = (functools.partial(daskflow_features, cutoff=cutoff),
+                functools.partial(duckdb_features, cutoff=cutoff))
+    warm = sorted(args.lake.glob("listens/*/*.parquet")) + sorted(args.lake.glob("users/*.parquet"))
+    compare("features", args, {"house-ad features": question}, warm=warm, imports=_import_daskflow,
+            restart=True, report={"cutoff": str(cutoff)})
     return 0
 
 
