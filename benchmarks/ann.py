@@ -74,8 +74,8 @@ def main() -> None:
     parser.add_argument("--skip-annoy", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    from daskflow._kernels import top_n, top_n_inner_product
-    from daskflow.models import _als_content as ann
+    from daskflow.models._top_n_kernels import top_n, top_n_inner_product
+    from daskflow.models.als import _content_and_ann as ann
 
     users, items = make_factors(args.items, args.queries, args.factors, args.genres, args.seed)
     k = 10

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from daskflow._kernels import rows_contain, top_n, top_n_inner_product
+from daskflow.models._top_n_kernels import rows_contain, top_n, top_n_inner_product
 
 
 @pytest.mark.parametrize("parallel", [False, True])

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from daskflow._kernels import rows_contain
+from daskflow.models._top_n_kernels import rows_contain
 
 __all__ = ["ranking_sums", "auc_sums", "METRICS", "CUTOFF_METRICS"]
 

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from daskflow._lazy import attach
 
 if TYPE_CHECKING:
-    from daskflow.models._als import ImplicitALS
     from daskflow.models._base import RecommenderMixin
     from daskflow.models._classifiers import (
         BoostedTreesClassifier,
@@ -27,9 +26,10 @@ if TYPE_CHECKING:
     from daskflow.models._content import ContentEncoder, ContentToFactors, ItemContent
     from daskflow.models._logistic import LinearSVM, LogisticRegression
     from daskflow.models._popularity import PopularityRecommender
+    from daskflow.models.als import ImplicitALS
 
 __getattr__, __dir__, _LAZY_NAMES = attach(__name__, {
-    "_als": ["ImplicitALS"],
+    "als": ["ImplicitALS"],
     "_base": ["RecommenderMixin"],
     "_classifiers": ["BoostedTreesClassifier", "DecisionTreeClassifier", "NaiveBayesClassifier",
                      "RandomForestClassifier"],
@@ -42,7 +42,7 @@ __all__ = [*_LAZY_NAMES, "available_models", "check_model_params", "make_model",
 #: Config name -> (kind, "module:class" of the estimator).
 _REGISTRY: dict[str, tuple[str, str]] = {
     "popularity": ("recommender", "daskflow.models._popularity:PopularityRecommender"),
-    "als": ("recommender", "daskflow.models._als:ImplicitALS"),
+    "als": ("recommender", "daskflow.models.als._implicit_als:ImplicitALS"),
     "logistic_regression": ("classifier", "daskflow.models._logistic:LogisticRegression"),
     "linear_svm": ("classifier", "daskflow.models._logistic:LinearSVM"),
     "naive_bayes": ("classifier", "daskflow.models._classifiers:NaiveBayesClassifier"),

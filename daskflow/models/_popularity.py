@@ -11,8 +11,8 @@ from sklearn.utils.validation import validate_data
 
 from daskflow._dask import compute, named
 from daskflow._errors import DataError, ParameterError
-from daskflow._kernels import rows_contain
 from daskflow.models._base import RecommenderMixin
+from daskflow.models._top_n_kernels import rows_contain
 
 __all__ = ["PopularityRecommender"]
 

@@ -1,4 +1,4 @@
-"""What ImplicitALS does with item content and ANN indexes (kept out of ``_als`` for size).
+"""What ImplicitALS does with item content and ANN indexes (kept out of ``_implicit_als`` for size).
 
 Cold items: a :class:`~daskflow.models.ContentToFactors` trained on the warm items' factors
 predicts the factors of the items of the content table that the interaction matrix lacks;
@@ -24,7 +24,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from daskflow._errors import DataError
-from daskflow._kernels import rows_contain
+from daskflow.models._top_n_kernels import rows_contain
 
 __all__ = ["attach_content", "add_items", "item_positions", "build_inner_product_index", "voyager_top_n",
            "similar_voyager", "VoyagerBytes", "saved_arrays", "load_arrays"]

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from daskflow._errors import DataError
 from daskflow.features._block_files import read_counts
-from daskflow.models._als_kernels import confidence_from_counts, gram_rows, solve_rows
+from daskflow.models.als._solver_kernels import confidence_from_counts, gram_rows, solve_rows
 
 __all__ = ["ConfidenceBlock", "to_confidence", "initial_factors", "gram", "solve_block",
            "solve_stored_block", "block_confidence", "squared_norm", "add", "SOLVERS", "INIT_CHUNK"]

@@ -1,6 +1,6 @@
 """Implicit-feedback ALS: in memory with Numba threads, or blocked on a Dask cluster.
 
-Both paths run the same compiled per-row solvers (``_als_kernels``) on the same rows from
+Both paths run the same compiled per-row solvers (``_solver_kernels``) on the same rows from
 the same initial factors, so for a seed they give the same factors up to float rounding
 (the Gram matrix is summed in a different order). The blocked path keeps the confidence
 blocks persisted on the workers for the whole fit, or, for a matrix loaded with
@@ -28,12 +28,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from daskflow._dask import compute, named, persist
 from daskflow._errors import DataError, ParameterError
-from daskflow._kernels import top_n, top_n_inner_product
 from daskflow._progress import DETAIL, Progress
 from daskflow.io import open_filesystem
-from daskflow.models import _als_checkpoint as checkpoint
-from daskflow.models import _als_content as _content
-from daskflow.models._als_blocks import (
+from daskflow.models._base import RecommenderMixin
+from daskflow.models._params import Rule, check_params
+from daskflow.models._top_n_kernels import top_n, top_n_inner_product
+from daskflow.models.als import _checkpoint as checkpoint
+from daskflow.models.als import _content_and_ann as _content
+from daskflow.models.als._block_kernels import (
     add,
     block_confidence,
     gram,
@@ -43,9 +45,7 @@ from daskflow.models._als_blocks import (
     squared_norm,
     to_confidence,
 )
-from daskflow.models._als_kernels import balanced_chunks, gram_parallel, solve_rows_parallel
-from daskflow.models._base import RecommenderMixin
-from daskflow.models._params import Rule, check_params
+from daskflow.models.als._solver_kernels import balanced_chunks, gram_parallel, solve_rows_parallel
 
 __all__ = ["ImplicitALS"]
 
