@@ -17,7 +17,7 @@ LIBRARY = ("io", "sample", "features", "models", "evaluation", "prediction", "cl
 #: modules named before that convention (to be renamed).
 KERNELS = tuple(sorted({str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*_kernels.py")}
                        | {"features/_blocks.py", "sample/_model.py",
-                          "models/_logistic_solvers.py", "features/_conversion_blocks.py"}))
+                          "features/_conversion_blocks.py"}))
 
 
 def imports(path: Path) -> set[str]:

@@ -24,9 +24,9 @@ if TYPE_CHECKING:
         RandomForestClassifier,
     )
     from daskflow.models._content import ContentEncoder, ContentToFactors, ItemContent
-    from daskflow.models._logistic import LinearSVM, LogisticRegression
     from daskflow.models._popularity import PopularityRecommender
     from daskflow.models.als import ImplicitALS
+    from daskflow.models.linear import LinearSVM, LogisticRegression
 
 __getattr__, __dir__, _LAZY_NAMES = attach(__name__, {
     "als": ["ImplicitALS"],
@@ -34,7 +34,7 @@ __getattr__, __dir__, _LAZY_NAMES = attach(__name__, {
     "_classifiers": ["BoostedTreesClassifier", "DecisionTreeClassifier", "NaiveBayesClassifier",
                      "RandomForestClassifier"],
     "_content": ["ContentEncoder", "ContentToFactors", "ItemContent"],
-    "_logistic": ["LinearSVM", "LogisticRegression"],
+    "linear": ["LinearSVM", "LogisticRegression"],
     "_popularity": ["PopularityRecommender"],
 })
 __all__ = [*_LAZY_NAMES, "available_models", "check_model_params", "make_model", "model_class"]
@@ -43,8 +43,8 @@ __all__ = [*_LAZY_NAMES, "available_models", "check_model_params", "make_model",
 _REGISTRY: dict[str, tuple[str, str]] = {
     "popularity": ("recommender", "daskflow.models._popularity:PopularityRecommender"),
     "als": ("recommender", "daskflow.models.als._implicit_als:ImplicitALS"),
-    "logistic_regression": ("classifier", "daskflow.models._logistic:LogisticRegression"),
-    "linear_svm": ("classifier", "daskflow.models._logistic:LinearSVM"),
+    "logistic_regression": ("classifier", "daskflow.models.linear._linear_classifiers:LogisticRegression"),
+    "linear_svm": ("classifier", "daskflow.models.linear._linear_classifiers:LinearSVM"),
     "naive_bayes": ("classifier", "daskflow.models._classifiers:NaiveBayesClassifier"),
     "decision_tree": ("classifier", "daskflow.models._classifiers:DecisionTreeClassifier"),
     "random_forest": ("classifier", "daskflow.models._classifiers:RandomForestClassifier"),

@@ -20,7 +20,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from daskflow import DataError, ParameterError
 from daskflow.models import LinearSVM, LogisticRegression, make_model
-from daskflow.models import _logistic_kernels as kernels
+from daskflow.models.linear import _block_kernels as kernels
 
 N_ROWS, N_FEATURES = 1_500, 4
 NAMES = ["plays", "sessions", "recency", "ads"]
@@ -263,13 +263,13 @@ def test_block_pass_derivatives_and_sparse_equal_dense(loss: str) -> None:
     rng = np.random.default_rng(2)
     signed = np.where(Y == 1, 1.0, -1.0)
     coef = rng.standard_normal(N_FEATURES + 1) * 0.3
-    dense = kernels.block_pass(kernels.Block(X, signed, SW, 0), coef, True, loss, 2)
-    sparse = kernels.block_pass(kernels.Block(sp.csr_matrix(X), signed, SW, 0), coef, True, loss, 2)
+    dense = kernels.block_pass(kernels.EncodedBlock(X, signed, SW, 0), coef, True, loss, 2)
+    sparse = kernels.block_pass(kernels.EncodedBlock(sp.csr_matrix(X), signed, SW, 0), coef, True, loss, 2)
     np.testing.assert_allclose(sparse, dense, rtol=1e-10, atol=1e-9)
     p = N_FEATURES + 1
 
     def loss_sum(c: np.ndarray) -> float:
-        return kernels.block_pass(kernels.Block(X, signed, SW, 0), c, True, loss, 0)[0]
+        return kernels.block_pass(kernels.EncodedBlock(X, signed, SW, 0), c, True, loss, 0)[0]
 
     step = 1e-6
     numeric = [(loss_sum(coef + step * e) - loss_sum(coef - step * e)) / (2 * step) for e in np.eye(p)]
@@ -289,7 +289,7 @@ def test_kernel_module_imports_neither_dask_nor_scikit_learn() -> None:
     names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert not {n for n in names if n.split(".")[0] in ("dask", "distributed", "sklearn")}
-    code = ("import sys, daskflow.models._logistic_kernels, daskflow.models._logistic_solvers; "
+    code = ("import sys, daskflow.models.linear._block_kernels, daskflow.models.linear._solver_kernels; "
             "print(sorted({'dask', 'sklearn', "
             "'pandas', 'scipy.optimize'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

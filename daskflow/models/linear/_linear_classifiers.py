@@ -5,7 +5,7 @@ Both minimise, in scikit-learn's parameterisation (so coefficients compare direc
     f(w, b) = C · Σ_i s_i · ℓ(y_i, x_iᵀw + b) + ½‖w‖²        (the intercept b is not penalised)
 
 with ``s_i`` = sample weight x class weight and ℓ the log loss or the squared hinge.
-Solvers (``_logistic_kernels``) see the data only through *passes*: one read of every
+Solvers (``_solver_kernels``) see the data only through *passes*: one read of every
 block returning its (loss, gradient[, Hessian]) sums, added up by a tree reduction. In
 memory the blocks are row ranges run by a thread pool; a Dask input is persisted once as
 blocks (on ``client`` if given) and a pass is one small graph over them whose only new
@@ -31,10 +31,10 @@ from threadpoolctl import threadpool_limits
 from daskflow._dask import compute, named, persist
 from daskflow._errors import DataError, ParameterError
 from daskflow._progress import QUIET_FOR, Progress
-from daskflow.models import _logistic_kernels as kernels
-from daskflow.models import _logistic_solvers as solvers
 from daskflow.models._params import Rule, check_params
 from daskflow.models._tabular import is_dask
+from daskflow.models.linear import _block_kernels as kernels
+from daskflow.models.linear import _solver_kernels as solvers
 
 __all__ = ["LogisticRegression", "LinearSVM"]
 

@@ -1,6 +1,6 @@
 """The solvers of the linear classifiers: Newton, L-BFGS and Spark-style mini-batch SGD.
 
-They see the data only through a *pass* function (``_logistic_kernels.block_pass`` summed
+They see the data only through a *pass* function (``_block_kernels.block_pass`` summed
 over blocks, by threads in memory or by Dask tasks), so one implementation serves both.
 Pure NumPy/SciPy: no Dask import.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from daskflow._errors import ParameterError
-from daskflow.models._logistic_kernels import Block, block_pass
+from daskflow.models.linear._block_kernels import EncodedBlock, block_pass
 
 __all__ = ["SOLVERS", "Objective", "Result", "Settings", "lbfgs", "newton", "platt", "sgd"]
 
@@ -232,7 +232,7 @@ def platt(histogram: np.ndarray) -> tuple[float, float]:
     z = np.concatenate([sums[k][used[k]] / weights[k][used[k]] for k in (0, 1)])
     w = np.concatenate([weights[k][used[k]] for k in (0, 1)])
     t = np.concatenate([np.full(used[k].sum(), targets[k]) for k in (0, 1)])
-    block = Block(np.concatenate([z, z])[:, None], np.repeat([1.0, -1.0], len(z)),
+    block = EncodedBlock(np.concatenate([z, z])[:, None], np.repeat([1.0, -1.0], len(z)),
                   np.concatenate([w * t, w * (1 - t)]), 0)
     settings = Settings(C=1e12, fit_intercept=True, tol=1e-10, max_iter=100)
     objective = Objective(lambda coef, order: block_pass(block, coef, True, "log", order), 1,

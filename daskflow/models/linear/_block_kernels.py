@@ -8,7 +8,7 @@ with z_i = x_iᵀw + b, y_i ∈ {-1, +1}, s_i the row's weight and p = n_feature
 fit_intercept: sums of the loss alone (no C, no penalty; :class:`Objective` adds them), so
 a tree reduction of the blocks' arrays is exact. A dense block is read once per pass by one
 compiled loop (Numba, GIL released); the Hessian's XᵀDX is BLAS syrk over cache-sized
-sub-chunks that loop writes. The solvers (``_logistic_solvers.py``) see the data only
+sub-chunks that loop writes. The solvers (``_solver_kernels.py``) see the data only
 through a pass function, so the same code drives threads and Dask.
 
 Block tasks are module-level functions of a module importing neither scikit-learn nor
@@ -29,7 +29,7 @@ from numba import njit
 
 from daskflow._errors import DataError
 
-__all__ = ["HISTOGRAM_BINS", "LOSSES", "Block", "RawBlock", "ThreadedPasses", "add", "block_pass",
+__all__ = ["HISTOGRAM_BINS", "LOSSES", "EncodedBlock", "RawBlock", "ThreadedPasses", "add", "block_pass",
            "decision_block", "encode_block", "first_non_finite_column", "margin_histogram",
            "predict_block", "prepare_block", "proba_block", "sample_mask"]
 
@@ -62,7 +62,7 @@ class RawBlock:
 
 
 @dataclass(frozen=True)
-class Block:
+class EncodedBlock:
     """A block ready for passes: labels in {-1, +1}, one weight per row, global row offset."""
 
     X: Any
@@ -143,7 +143,7 @@ def _pointwise(z, y, s, loss, residual, curvature):  # pragma: no cover - compil
 # -- one pass over one block ------------------------------------------------------------------
 
 
-def block_pass(block: Block, coef: np.ndarray, fit_intercept: bool, loss: str, order: int,
+def block_pass(block: EncodedBlock, coef: np.ndarray, fit_intercept: bool, loss: str, order: int,
                sample: tuple[int, int, float] | None = None) -> np.ndarray:
     """Weighted loss sum (order 0), plus its gradient (1), plus its Hessian (2) on one block.
 
@@ -260,7 +260,7 @@ class ThreadedPasses:
         # in one block (a pool costs more than it saves below ~20k rows).
         n_blocks = 1 if n < 20_000 or n_threads == 1 else 4 * n_threads
         bounds = np.linspace(0, n, n_blocks + 1).astype(np.int64)
-        self.blocks = [Block(_rows(X, lo, hi), y[lo:hi], weight[lo:hi], int(lo))
+        self.blocks = [EncodedBlock(_rows(X, lo, hi), y[lo:hi], weight[lo:hi], int(lo))
                        for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
         self._pool = ThreadPoolExecutor(n_threads) if len(self.blocks) > 1 else None
 
@@ -360,7 +360,7 @@ def _all_finite(values):  # pragma: no cover - compiled
     return total == 0.0
 
 
-def encode_block(raw: RawBlock, positive: Any, class_weight: np.ndarray, row_offset: int) -> Block:
+def encode_block(raw: RawBlock, positive: Any, class_weight: np.ndarray, row_offset: int) -> EncodedBlock:
     """Labels to ±1 and the row weights (sample weight x class weight), once per fit.
 
     ``class_weight`` is (weight of the negative class, weight of the positive class).
@@ -369,10 +369,10 @@ def encode_block(raw: RawBlock, positive: Any, class_weight: np.ndarray, row_off
     y = np.where(positive_rows, 1.0, -1.0)
     weight = np.ones(len(y)) if raw.sample_weight is None else raw.sample_weight.copy()
     weight *= np.where(positive_rows, class_weight[1], class_weight[0])
-    return Block(raw.X, y, weight, row_offset)
+    return EncodedBlock(raw.X, y, weight, row_offset)
 
 
-def margin_histogram(block: Block, coef: np.ndarray, fit_intercept: bool,
+def margin_histogram(block: EncodedBlock, coef: np.ndarray, fit_intercept: bool,
                      class_weight: np.ndarray) -> np.ndarray:
     """``[weight, weight·z]`` per (class, margin bin), flattened: 4 x :data:`HISTOGRAM_BINS`.
 
