@@ -17,25 +17,21 @@ from daskflow._lazy import attach
 
 if TYPE_CHECKING:
     from daskflow.models._base import RecommenderMixin
-    from daskflow.models._classifiers import (
-        BoostedTreesClassifier,
-        DecisionTreeClassifier,
-        NaiveBayesClassifier,
-        RandomForestClassifier,
-    )
-    from daskflow.models._content import ContentEncoder, ContentToFactors, ItemContent
     from daskflow.models._popularity import PopularityRecommender
     from daskflow.models.als import ImplicitALS
+    from daskflow.models.content import ContentEncoder, ContentToFactors, ItemContent
     from daskflow.models.linear import LinearSVM, LogisticRegression
+    from daskflow.models.naive_bayes import NaiveBayesClassifier
+    from daskflow.models.trees import BoostedTreesClassifier, DecisionTreeClassifier, RandomForestClassifier
 
 __getattr__, __dir__, _LAZY_NAMES = attach(__name__, {
-    "als": ["ImplicitALS"],
     "_base": ["RecommenderMixin"],
-    "_classifiers": ["BoostedTreesClassifier", "DecisionTreeClassifier", "NaiveBayesClassifier",
-                     "RandomForestClassifier"],
-    "_content": ["ContentEncoder", "ContentToFactors", "ItemContent"],
-    "linear": ["LinearSVM", "LogisticRegression"],
     "_popularity": ["PopularityRecommender"],
+    "als": ["ImplicitALS"],
+    "content": ["ContentEncoder", "ContentToFactors", "ItemContent"],
+    "linear": ["LinearSVM", "LogisticRegression"],
+    "naive_bayes": ["NaiveBayesClassifier"],
+    "trees": ["BoostedTreesClassifier", "DecisionTreeClassifier", "RandomForestClassifier"],
 })
 __all__ = [*_LAZY_NAMES, "available_models", "check_model_params", "make_model", "model_class"]
 
@@ -45,10 +41,10 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "als": ("recommender", "daskflow.models.als._implicit_als:ImplicitALS"),
     "logistic_regression": ("classifier", "daskflow.models.linear._linear_classifiers:LogisticRegression"),
     "linear_svm": ("classifier", "daskflow.models.linear._linear_classifiers:LinearSVM"),
-    "naive_bayes": ("classifier", "daskflow.models._classifiers:NaiveBayesClassifier"),
-    "decision_tree": ("classifier", "daskflow.models._classifiers:DecisionTreeClassifier"),
-    "random_forest": ("classifier", "daskflow.models._classifiers:RandomForestClassifier"),
-    "boosted_trees": ("classifier", "daskflow.models._classifiers:BoostedTreesClassifier"),
+    "naive_bayes": ("classifier", "daskflow.models.naive_bayes._naive_bayes:NaiveBayesClassifier"),
+    "decision_tree": ("classifier", "daskflow.models.trees._tree_classifiers:DecisionTreeClassifier"),
+    "random_forest": ("classifier", "daskflow.models.trees._tree_classifiers:RandomForestClassifier"),
+    "boosted_trees": ("classifier", "daskflow.models.trees._tree_classifiers:BoostedTreesClassifier"),
 }
 def available_models(kind: str | None = None) -> list[str]:
     """Registered model names, all or only one kind (``"recommender"`` or ``"classifier"``)."""

@@ -185,7 +185,7 @@ def search(estimator: Any, space: Mapping[str, Sequence[Any]], X: Any, y: Any, *
     """
     from sklearn.base import clone
 
-    from daskflow.models._tabular import as_table, binary_labels
+    from daskflow.models._classifier_input import as_table, binary_labels
 
     if metric not in SCORERS:
         raise ParameterError(f"unknown tuning metric {metric!r} (tune.metric): expected one of "

@@ -27,7 +27,7 @@ def cross_validate(estimator: Any, X: Any, y: Any, *, folds: int = 3, holdout: f
     numpy.ndarray
         One score per fold (one for a holdout).
     """
-    from daskflow.models._tabular import as_table, binary_labels
+    from daskflow.models._classifier_input import as_table, binary_labels
 
     if metric not in SCORERS:
         raise ParameterError(f"unknown validation metric {metric!r}: expected one of {', '.join(SCORERS)}")

@@ -280,7 +280,7 @@ def saved_arrays(model: Any) -> dict[str, np.ndarray]:
     if model.item_ids_ is not None and getattr(model, "user_ids_", None) is None:
         arrays["content_item_ids"] = np.asarray(model.item_ids_)
     if getattr(model, "content_regressor_", None) is not None:
-        from daskflow.models._content import encoder_to_json
+        from daskflow.models.content._content_models import encoder_to_json
 
         arrays["content_encoder"] = np.array(encoder_to_json(model.content_encoder_))
         arrays["content_id_col"] = np.array(model.content_id_col_)
@@ -299,7 +299,7 @@ def load_arrays(model: Any, data: Any) -> None:
         model.item_ids_ = pd.Index(data["content_item_ids"])
     model._voyager = None
     if "content_encoder" in files:
-        from daskflow.models._content import ContentToFactors, encoder_from_json
+        from daskflow.models.content._content_models import ContentToFactors, encoder_from_json
 
         model.content_encoder_ = encoder_from_json(str(data["content_encoder"]))
         model.content_id_col_ = str(data["content_id_col"])

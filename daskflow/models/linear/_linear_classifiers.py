@@ -31,8 +31,8 @@ from threadpoolctl import threadpool_limits
 from daskflow._dask import compute, named, persist
 from daskflow._errors import DataError, ParameterError
 from daskflow._progress import QUIET_FOR, Progress
+from daskflow.models._classifier_input import is_dask
 from daskflow.models._params import Rule, check_params
-from daskflow.models._tabular import is_dask
 from daskflow.models.linear import _block_kernels as kernels
 from daskflow.models.linear import _solver_kernels as solvers
 

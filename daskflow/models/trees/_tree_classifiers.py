@@ -1,11 +1,10 @@
-"""The alternative conversion classifiers: Naive Bayes, decision tree, random forest, boosted trees.
+"""The tree classifiers: decision tree, random forest, boosted trees (and how each scales).
 
 Each takes the same inputs as :class:`~daskflow.models.LogisticRegression` (NumPy, pandas,
 SciPy sparse, Dask Array or DataFrame), predicts lazily over row blocks, and says how it
 scales:
 
 ==================  ===========================================================================
-Naive Bayes         Distributed and exact: per-block sufficient statistics merged pairwise.
 Decision tree       Trained on a uniform sample of at most ``max_samples`` rows (default 1M).
 Random forest       Distributed: every row block grows its share of the trees on its own rows
                     (a forest of block-local trees); in memory, scikit-learn's forest.
@@ -18,145 +17,19 @@ from __future__ import annotations
 
 import logging
 import warnings
-from functools import reduce
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.validation import check_is_fitted
 
 from daskflow._dask import compute
 from daskflow._errors import DataError, ParameterError
-from daskflow.models._classifier_kernels import (
-    gaussian_joint_log_likelihood,
-    gaussian_stats,
-    merge_gaussian_stats,
-)
-from daskflow.models._params import Rule, check_params
-from daskflow.models._tabular import Table, as_table, binary_labels, blockwise_predict, is_dask
+from daskflow.models._classifier_input import Table
+from daskflow.models._params import Rule
+from daskflow.models._table_classifier import TableClassifier
 
-__all__ = ["NaiveBayesClassifier", "DecisionTreeClassifier", "RandomForestClassifier",
-           "BoostedTreesClassifier", "sample_weights"]
+__all__ = ["DecisionTreeClassifier", "RandomForestClassifier", "BoostedTreesClassifier"]
 
 log = logging.getLogger("daskflow")
-
-
-def sample_weights(sample_weight: Any, class_weight: Any, classes: np.ndarray, positive: Any,
-                   n_rows: int, chunks: Any = None) -> Any:
-    """Per-row weights: ``sample_weight`` times the class weight (``None``, "balanced" or a dict).
-
-    "balanced" weighs class c by n / (2 · n_c), as scikit-learn does. Lazy (aligned with
-    ``chunks``) when ``positive`` is a Dask array.
-    """
-    if class_weight is None:
-        per_class = np.ones(2)
-    elif isinstance(class_weight, str) and class_weight == "balanced":
-        n_positive = float(positive.sum().compute() if is_dask(positive) else positive.sum())
-        counts = np.array([n_rows - n_positive, n_positive])
-        per_class = n_rows / (2.0 * counts)
-    elif isinstance(class_weight, dict):
-        unknown = [c for c in class_weight if c not in classes]
-        if unknown:
-            raise ParameterError(f"class_weight names class(es) {unknown} that are not in y "
-                                 f"(classes {list(classes)}): use the labels y holds")
-        per_class = np.array([float(class_weight.get(c, 1.0)) for c in classes])
-    else:
-        raise ParameterError(f"class_weight={class_weight!r} is invalid: expected None, 'balanced' or a "
-                             "dict {class: weight}")
-    weights = per_class[0] + (per_class[1] - per_class[0]) * positive
-    if sample_weight is None:
-        return weights
-    if is_dask(sample_weight) or is_dask(positive):
-        import dask.array as da
-
-        sw = sample_weight.to_dask_array(lengths=True) if hasattr(sample_weight, "to_dask_array") \
-            else sample_weight
-        sw = da.asarray(sw, chunks=chunks) if not is_dask(sw) else sw.rechunk(chunks)
-    else:
-        sw = np.asarray(sample_weight, dtype=np.float64)
-    if sw.shape != (n_rows,):
-        raise DataError(f"sample_weight has shape {sw.shape} but X has {n_rows} rows: pass one weight "
-                        "per row")
-    if not is_dask(sw) and (not np.isfinite(sw).all() or (sw < 0).any()):
-        raise DataError("sample_weight holds negative, NaN or infinite values: expected finite weights >= 0")
-    if not is_dask(sw) and sw.sum() <= 0:
-        raise DataError("sample_weight sums to zero: expected some rows with positive weight")
-    return weights * sw
-
-
-class _TableClassifier(ClassifierMixin, BaseEstimator):
-    """Shared fit/predict plumbing: input forms, labels, weights, lazy prediction."""
-
-    _rules: dict[str, Rule] = {}
-
-    def __sklearn_tags__(self):  # noqa: ANN204 - scikit-learn's Tags type
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = False
-        tags.input_tags.sparse = True
-        return tags
-
-    def fit(self, X: Any, y: Any, sample_weight: Any = None, *, client: Any = None) -> Any:
-        """Fit on a feature table ``X`` (rows x features) and binary labels ``y``.
-
-        Parameters
-        ----------
-        X : array-like, DataFrame, or Dask Array / DataFrame
-        y : array-like or Dask Array / Series of two classes
-        sample_weight : array-like, optional
-            Non-negative weight per row (multiplied by ``class_weight``).
-        client : distributed.Client, optional
-            Where Dask work runs; Dask's default scheduler otherwise.
-        """
-        check_params(self, self._rules)
-        table = as_table(X)
-        n_rows = table.data.shape[0]
-        self.classes_, positive = binary_labels(y, n_rows)
-        if table.lazy and not is_dask(positive):
-            import dask.array as da
-
-            positive = da.asarray(positive, chunks=(table.data.chunks[0],))
-        elif table.lazy:
-            positive = positive.rechunk((table.data.chunks[0],))
-        weights = sample_weights(sample_weight, getattr(self, "class_weight", None), self.classes_,
-                                 positive, n_rows, chunks=(table.data.chunks[0],) if table.lazy else None)
-        self.n_features_in_ = table.n_features
-        if table.feature_names is not None:
-            self.feature_names_in_ = table.feature_names
-        self._fit_table(table, positive, weights, client)
-        return self
-
-    def _fit_table(self, table: Table, positive: Any, weights: Any, client: Any) -> None:
-        raise NotImplementedError
-
-    def _proba(self, X: np.ndarray) -> np.ndarray:
-        """P(second class) for in-memory rows."""
-        raise NotImplementedError
-
-    def _checked(self, X: Any) -> Table:
-        check_is_fitted(self)
-        table = as_table(X)
-        if table.n_features != self.n_features_in_:
-            raise DataError(f"X has {table.n_features} features, but {type(self).__name__} is expecting "
-                            f"{self.n_features_in_} features as input (as in fit): pass the same feature "
-                            "columns as in fit")
-        return table
-
-    def predict_proba(self, X: Any) -> Any:
-        """Class probabilities, shape (n_rows, 2); a lazy Dask array for Dask input."""
-        table = self._checked(X)
-
-        def both(rows: np.ndarray) -> np.ndarray:
-            p = self._proba(rows)
-            return np.column_stack([1.0 - p, p])
-
-        return blockwise_predict(both, table.data, 2) if table.lazy else both(table.data)
-
-    def predict(self, X: Any) -> Any:
-        """The more probable class of every row (lazy for Dask input)."""
-        proba = self.predict_proba(X)
-        return self.classes_[(proba[:, 1] > 0.5).astype(int)] if not is_dask(proba) else \
-            (proba[:, 1] > 0.5).map_blocks(lambda b: self.classes_[b.astype(int)],
-                                           dtype=self.classes_.dtype)
 
 
 def _sample_rows(table: Table, positive: Any, weights: Any, max_rows: int | None, seed: Any,
@@ -179,67 +52,7 @@ def _sample_rows(table: Table, positive: Any, weights: Any, max_rows: int | None
     return X, y, w
 
 
-class NaiveBayesClassifier(_TableClassifier):
-    """Gaussian Naive Bayes, fitted exactly over row blocks.
-
-    Scales: distributed. Each block returns per-class weighted means and centred sums
-    of squares; they merge pairwise, so the result equals scikit-learn's ``GaussianNB``
-    on the whole table (up to float rounding) however it is blocked.
-
-    Parameters
-    ----------
-    var_smoothing : float
-        Share of the largest feature variance added to every variance, for stability
-        (scikit-learn's definition).
-    priors : sequence of 2 floats, optional
-        Class priors; default: the weighted class shares of the training data.
-    """
-
-    _rules = {"var_smoothing": Rule(float, low=0.0)}
-
-    def __init__(self, *, var_smoothing: float = 1e-9, priors: Any = None) -> None:
-        self.var_smoothing = var_smoothing
-        self.priors = priors
-
-    def _fit_table(self, table: Table, positive: Any, weights: Any, client: Any) -> None:
-        if table.lazy:
-            import dask
-
-            blocks = table.data.to_delayed().ravel()
-            parts = [dask.delayed(gaussian_stats)(b, p, w) for b, p, w in
-                     zip(blocks, positive.to_delayed(), weights.to_delayed(), strict=True)]
-            stats = reduce(merge_gaussian_stats, compute(parts, client))
-        else:
-            stats = gaussian_stats(_dense(table.data), np.asarray(positive), np.asarray(weights))
-        if (stats.weight[:2] <= 0).any():
-            raise DataError("one class has zero total weight: expected positive weight in both classes")
-        overall_var = stats.m2[2] / stats.weight[2]
-        self.epsilon_ = self.var_smoothing * float(overall_var.max())
-        self.theta_ = stats.mean[:2]
-        self.var_ = stats.m2[:2] / stats.weight[:2, None] + self.epsilon_
-        if self.priors is not None:
-            priors = np.asarray(self.priors, dtype=np.float64)
-            if priors.shape != (2,) or (priors < 0).any() or not np.isclose(priors.sum(), 1.0):
-                raise ParameterError(f"priors={self.priors!r} is invalid: expected two non-negative "
-                                     "numbers summing to 1")
-            self.class_prior_ = priors
-        else:
-            self.class_prior_ = stats.weight[:2] / stats.weight[:2].sum()
-        self.class_count_ = stats.weight[:2]
-
-    def _proba(self, X: np.ndarray) -> np.ndarray:
-        from scipy.special import expit
-
-        joint = gaussian_joint_log_likelihood(_dense(X), np.log(self.class_prior_), self.theta_, self.var_)
-        return expit(joint[:, 1] - joint[:, 0])  # no overflow for far-apart log-likelihoods
-
-
-def _dense(X: Any) -> np.ndarray:
-    # Naive Bayes works feature by feature on dense rows; feature tables are narrow.
-    return X.toarray() if hasattr(X, "toarray") else X
-
-
-class DecisionTreeClassifier(_TableClassifier):
+class DecisionTreeClassifier(TableClassifier):
     """A CART tree (scikit-learn's) trained on a uniform sample of the table.
 
     Scales: trained on a sample of at most ``max_samples`` rows (default 1,000,000 —
@@ -300,7 +113,7 @@ def _grow_block_forest(X: np.ndarray, y: np.ndarray, w: np.ndarray, n_trees: int
     return list(forest.estimators_)
 
 
-class RandomForestClassifier(_TableClassifier):
+class RandomForestClassifier(TableClassifier):
     """A random forest; on Dask input, each row block grows its share of the trees.
 
     Scales: distributed. With a Dask table, ``n_estimators`` trees are spread over the row
@@ -367,7 +180,7 @@ def _apportion(total: int, sizes: np.ndarray) -> np.ndarray:
     return counts
 
 
-class BoostedTreesClassifier(_TableClassifier):
+class BoostedTreesClassifier(TableClassifier):
     """Gradient-boosted trees through LightGBM (its Dask interface when a client is given).
 
     Scales: distributed when fitted on a Dask table with a ``client``: LightGBM's

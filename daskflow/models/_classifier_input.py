@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from daskflow._errors import DataError
+from daskflow._errors import DataError, ParameterError
 
-__all__ = ["Table", "as_table", "binary_labels", "blockwise_predict", "is_dask"]
+__all__ = ["Table", "as_table", "binary_labels", "blockwise_predict", "is_dask", "sample_weights"]
 
 
 def is_dask(value: Any) -> bool:
@@ -126,3 +126,46 @@ def blockwise_predict(function: Any, X: Any, n_columns: int | None) -> Any:
                             meta=np.empty((0,), dtype=np.float64))
     return X.map_blocks(function, chunks=(X.chunks[0], (n_columns,)), dtype=np.float64,
                         meta=np.empty((0, 0), dtype=np.float64))
+
+
+def sample_weights(sample_weight: Any, class_weight: Any, classes: np.ndarray, positive: Any,
+                   n_rows: int, chunks: Any = None) -> Any:
+    """Per-row weights: ``sample_weight`` times the class weight (``None``, "balanced" or a dict).
+
+    "balanced" weighs class c by n / (2 · n_c), as scikit-learn does. Lazy (aligned with
+    ``chunks``) when ``positive`` is a Dask array.
+    """
+    if class_weight is None:
+        per_class = np.ones(2)
+    elif isinstance(class_weight, str) and class_weight == "balanced":
+        n_positive = float(positive.sum().compute() if is_dask(positive) else positive.sum())
+        counts = np.array([n_rows - n_positive, n_positive])
+        per_class = n_rows / (2.0 * counts)
+    elif isinstance(class_weight, dict):
+        unknown = [c for c in class_weight if c not in classes]
+        if unknown:
+            raise ParameterError(f"class_weight names class(es) {unknown} that are not in y "
+                                 f"(classes {list(classes)}): use the labels y holds")
+        per_class = np.array([float(class_weight.get(c, 1.0)) for c in classes])
+    else:
+        raise ParameterError(f"class_weight={class_weight!r} is invalid: expected None, 'balanced' or a "
+                             "dict {class: weight}")
+    weights = per_class[0] + (per_class[1] - per_class[0]) * positive
+    if sample_weight is None:
+        return weights
+    if is_dask(sample_weight) or is_dask(positive):
+        import dask.array as da
+
+        sw = sample_weight.to_dask_array(lengths=True) if hasattr(sample_weight, "to_dask_array") \
+            else sample_weight
+        sw = da.asarray(sw, chunks=chunks) if not is_dask(sw) else sw.rechunk(chunks)
+    else:
+        sw = np.asarray(sample_weight, dtype=np.float64)
+    if sw.shape != (n_rows,):
+        raise DataError(f"sample_weight has shape {sw.shape} but X has {n_rows} rows: pass one weight "
+                        "per row")
+    if not is_dask(sw) and (not np.isfinite(sw).all() or (sw < 0).any()):
+        raise DataError("sample_weight holds negative, NaN or infinite values: expected finite weights >= 0")
+    if not is_dask(sw) and sw.sum() <= 0:
+        raise DataError("sample_weight sums to zero: expected some rows with positive weight")
+    return weights * sw

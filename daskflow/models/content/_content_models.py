@@ -26,8 +26,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from daskflow._dask import compute
 from daskflow._errors import DataError, SchemaError
-from daskflow.models import _content_kernels as kernels
 from daskflow.models._params import Rule, check_params
+from daskflow.models.content import _content_kernels as kernels
 
 __all__ = ["ContentEncoder", "ContentToFactors", "ItemContent"]
 
