@@ -16,7 +16,7 @@ LIBRARY = ("io", "sample", "features", "models", "evaluation", "prediction", "cl
 #: Per-block math without Dask: every ``*_kernels.py`` module, found by name, and the kernel
 #: modules named before that convention (to be renamed).
 KERNELS = tuple(sorted({str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*_kernels.py")}
-                       | {"features/_blocks.py", "sample/_model.py",
+                       | {"sample/_model.py",
                           "features/_conversion_blocks.py"}))
 
 
@@ -98,7 +98,8 @@ def test_ruff_is_clean() -> None:
 def test_blocked_fit_tasks_stay_light_on_workers() -> None:
     """What a worker imports to run ALS tasks: no dask.dataframe, no scikit-learn (~150 MB)."""
     code = ("import sys, daskflow.models.als._block_kernels, daskflow.models.als._checkpoint, "
-            "daskflow.features._blocks; print(sorted({'dask.dataframe', 'sklearn'} & set(sys.modules)))")
+            "daskflow.features.interactions._interaction_kernels; "
+            "print(sorted({'dask.dataframe', 'sklearn'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 
@@ -107,8 +108,8 @@ def test_streamed_fit_tasks_import_neither_pandas_nor_pyarrow() -> None:
     """A worker of a streamed ALS fit, or one unpickling a persisted ``Block``, imports NumPy,
     SciPy, Numba and fsspec only (pandas and pyarrow alone add ~74 MB to a worker whose
     memory_limit is a few hundred MB)."""
-    code = ("import sys, daskflow.models.als._block_kernels, daskflow.features._block_files, "
-            "daskflow.features._block; "
+    code = ("import sys, daskflow.models.als._block_kernels, daskflow.features.interactions._block_files, "
+            "daskflow.features.interactions._block; "
             "print(sorted({'dask.dataframe', 'sklearn', 'pandas', 'pyarrow'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -191,7 +191,7 @@ def test_load_without_persisting_reads_the_files_on_use(tiny_lake: Path, tmp_pat
 
 
 def test_a_block_size_making_too_many_pieces_is_refused_with_the_arithmetic() -> None:
-    from daskflow.features._interactions import MAX_PIECES, check_block_count
+    from daskflow.features.interactions._matrix import MAX_PIECES, check_block_count
 
     check_block_count(300, 400, 3)  # 100 x 134 + 100 pieces: fits
     with pytest.raises(DataError, match=r"block_size 2 makes 150 user blocks x 200 item blocks \(300 users, "

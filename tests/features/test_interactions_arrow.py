@@ -19,7 +19,7 @@ from dask.base import tokenize
 
 from daskflow import DataError
 from daskflow.features import build_interactions
-from daskflow.features._blocks import factorize_table
+from daskflow.features.interactions._interaction_kernels import factorize_table
 from daskflow.io import read_table
 from daskflow.io._parts import parquet_parts
 
@@ -88,7 +88,7 @@ def test_arrow_path_applies_filters_like_dask(tiny_lake: Path, filters: list) ->
 
 def test_arrow_path_on_a_cluster_with_small_parts(tiny_lake: Path, client: object,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from daskflow.features import _interactions
+    from daskflow.features.interactions import _matrix as _interactions
 
     # Parts of a few hundred rows: many groups of files, each with its own dictionaries.
     monkeypatch.setattr(_interactions, "_ROWS_PER_PART", 500)

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from daskflow import DataError
 from daskflow.features import Block, build_interactions, leave_k_out_split, without_entries
-from daskflow.features._blocks import drop_entries
+from daskflow.features.interactions._interaction_kernels import drop_entries
 from daskflow.io import read_table
 
 

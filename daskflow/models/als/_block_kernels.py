@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from daskflow._errors import DataError
-from daskflow.features._block_files import read_counts
+from daskflow.features.interactions._block_files import read_counts
 from daskflow.models.als._solver_kernels import confidence_from_counts, gram_rows, solve_rows
 
 __all__ = ["ConfidenceBlock", "to_confidence", "initial_factors", "gram", "solve_block",

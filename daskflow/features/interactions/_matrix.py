@@ -25,7 +25,7 @@ from dask.base import tokenize
 
 from daskflow._dask import compute, named, persist
 from daskflow._errors import DataError, SchemaError
-from daskflow.features._blocks import (
+from daskflow.features.interactions._interaction_kernels import (
     Block,
     assemble_block,
     drop_entries,

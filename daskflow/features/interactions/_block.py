@@ -1,6 +1,6 @@
 """The block of an interaction matrix: NumPy and SciPy only.
 
-Kept apart from the kernels that build blocks (``_blocks``, which need pandas and Arrow), so
+Kept apart from the kernels that build blocks (``_interaction_kernels``, which need pandas and Arrow), so
 that a worker unpickling a ``Block`` for an ALS task imports no more than it needs: pandas and
 pyarrow alone are ~74 MB of a worker whose ``memory_limit`` may be a few hundred MB.
 """

@@ -4,10 +4,10 @@ One uncompressed ``.npz`` per block: the CSR arrays (``data``, ``indices``, ``in
 ``shape``), ``last_ts`` aligned with ``data``, and ``row_offset``.
 
 This module imports only NumPy, SciPy and fsspec, because every task that reads a block
-unpickles it on a worker: reading through ``_store`` (pandas, pyarrow, dask.dataframe)
+runs on a worker: reading through ``_stored_matrix`` (pandas, pyarrow, dask.dataframe)
 raised an idle worker's RSS from 136 MB to 261 MB, most of a small ``memory_limit``
-(docs/als.md, section 6). ``Block`` has a NumPy/SciPy-only module of its own
-(``features/_block.py``), so unpickling one is light too; ``read_counts`` never needs it.
+(docs/als.md, section 6). ``Block``'s own module (``_block``) imports NumPy and SciPy only,
+so unpickling a block is light too; ``read_counts`` never needs it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from daskflow.io._fs import open_filesystem
 
 if TYPE_CHECKING:
-    from daskflow.features._block import Block
+    from daskflow.features.interactions._block import Block
 
 __all__ = ["write_block", "read_block", "read_counts"]
 
@@ -41,7 +41,7 @@ def write_block(path: str, block: Block, storage_options: Mapping[str, Any] | No
 
 def read_block(path: str, storage_options: Mapping[str, Any] | None) -> Block:
     """The whole block written by :func:`write_block`."""
-    from daskflow.features._block import Block
+    from daskflow.features.interactions._block import Block
 
     fs, target = open_filesystem(path, storage_options)
     with fs.open(target, "rb") as handle:  # seekable: np.load reads members in place

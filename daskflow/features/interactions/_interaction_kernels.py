@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from daskflow._errors import DataError, SchemaError
-from daskflow.features._block import Block
+from daskflow.features.interactions._block import Block
 
 __all__ = ["Block", "LocalCodes", "IdArray", "factorize_partition", "factorize_table", "merge_uniques",
            "ids_to_index", "remap_and_cut", "assemble_block", "transpose_block", "stack_transposed",

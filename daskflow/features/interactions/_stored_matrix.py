@@ -30,8 +30,8 @@ from dask.base import tokenize
 from daskflow._dask import compute, named
 from daskflow._dask import persist as _persist
 from daskflow._errors import DataError
-from daskflow.features._block_files import read_block, write_block
-from daskflow.features._interactions import InteractionMatrix
+from daskflow.features.interactions._block_files import read_block, write_block
+from daskflow.features.interactions._matrix import InteractionMatrix
 from daskflow.io._fs import atomic_output, open_filesystem
 
 __all__ = ["save_interactions", "load_interactions", "StoredInteractionMatrix"]
