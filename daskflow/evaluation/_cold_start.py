@@ -29,7 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from daskflow._errors import DataError, ParameterError
-from daskflow.evaluation._kernels import auc_sums, ranking_sums
+from daskflow.evaluation._ranking_kernels import auc_sums, ranking_sums
 from daskflow.models._top_n_kernels import top_n
 
 __all__ = ["evaluate_cold_items", "COLD_SCORERS"]

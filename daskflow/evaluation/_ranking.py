@@ -10,7 +10,7 @@ import numpy as np
 
 from daskflow._dask import compute, named
 from daskflow._errors import DataError, ParameterError
-from daskflow.evaluation._kernels import METRICS, auc_sums, ranking_sums
+from daskflow.evaluation._ranking_kernels import METRICS, auc_sums, ranking_sums
 from daskflow.features import InteractionMatrix
 
 __all__ = ["evaluate_ranking"]

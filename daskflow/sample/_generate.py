@@ -18,7 +18,7 @@ from daskflow._errors import ParameterError
 from daskflow._progress import compute_tasks
 from daskflow._version import __version__
 from daskflow.io import atomic_output, open_filesystem
-from daskflow.sample._model import (
+from daskflow.sample._planted_model_kernels import (
     CONVERSION_COEFFICIENTS,
     CONVERSION_WINDOW_DAYS,
     COUNTRIES,
@@ -151,7 +151,7 @@ def generate_lake(out: str, *, scale: str | Scale = "small", format: str = "parq
                        "genres": GENRES[: scale.n_genres].tolist(),
                        "track_content": TRACK_CONTENT,
                        "description": "p_convert = sigmoid(intercept + sum(coef * latent)); see "
-                                      "daskflow/sample/_model.py"}, handle, indent=2)
+                                      "daskflow/sample/_planted_model_kernels.py"}, handle, indent=2)
         with fs.open(f"{root_path}/truth/experiment.json", "w") as handle:
             json.dump(experiment, handle, indent=2)
     return manifest
@@ -179,7 +179,8 @@ def _experiment_truth(scale: Scale, sums: Mapping[str, float], srm: bool) -> dic
                       "relative_effect": treatment / control - 1 if control else float("nan")},
         "description": "treatment lowers the skip probability of listens after assignment and adds "
                        "conversion_logit_effect to the logit of conversions after assignment; see "
-                       "daskflow/sample/_model.py. truth/experiments/ has each unit's probabilities",
+                       "daskflow/sample/_planted_model_kernels.py. truth/experiments/ has each unit's "
+                       "probabilities",
     }
 
 
@@ -201,7 +202,7 @@ def _tracks_table(catalog: Catalog, content: Mapping[str, np.ndarray], scale: Sc
         "track_id": pa.array(format_ids("t", index, seed), pa.string()),
         "artist_id": pa.array(format_ids("a", catalog.track_artist, seed), pa.string()),
         "duration_ms": pa.array(catalog.track_duration_ms, pa.int64()),
-        # Content (daskflow/sample/_model.py: TRACK_CONTENT): a noisy genre label, genre
+        # Content (daskflow/sample/_planted_model_kernels.py: TRACK_CONTENT): a noisy genre label, genre
         # tags, audio-like numbers and a dense vector standing in for audio features.
         "genre": pa.array(content["genre"], pa.string()),
         "tags": pa.array(content["tags"], pa.string()),

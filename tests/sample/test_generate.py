@@ -109,7 +109,7 @@ def test_bad_arguments(tmp_path: Path, tiny_lake: Path) -> None:
 
 
 def test_planted_experiment_assignments_and_truth(tiny_lake: Path) -> None:
-    from daskflow.sample._model import EXPERIMENT, enrollment_days, listening_lift
+    from daskflow.sample._planted_model_kernels import EXPERIMENT, enrollment_days, listening_lift
 
     experiments = table(tiny_lake, "experiments")
     truth = table(tiny_lake, "truth/experiments").set_index("user_id")
