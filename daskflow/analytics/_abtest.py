@@ -211,20 +211,32 @@ def _window_sums_part(part: pd.DataFrame, lookup: _UnitLookup, specs: Mapping[st
     return frame.groupby("code", sort=False).sum().reset_index()  # NaN values count 0, as in a join
 
 
+def _metric_products(frame: Any, specs: Mapping[str, MetricSpec], prefix: str = "") -> dict[str, Any]:
+    """Each metric's per-unit value x (and y, covariate c), their squares and cross products.
+
+    ``frame`` holds a unit's sums as columns ``<prefix><name>.x`` (``.rows``, ``.y``, ``.c``);
+    a proportion's x (and c) is whether the unit had any matching row. Works on a pandas
+    partition and on a Dask frame alike.
+    """
+    products: dict[str, Any] = {}
+    for name, spec in specs.items():
+        key = f"{prefix}{name}"
+        binary = spec.kind == "proportion"
+        x = (frame[f"{key}.rows"] > 0).astype("float64") if binary else frame[f"{key}.x"]
+        products[f"{name}|x"], products[f"{name}|x2"] = x, x * x
+        if spec.kind == "ratio":
+            y = frame[f"{key}.y"]
+            products[f"{name}|y"], products[f"{name}|y2"], products[f"{name}|xy"] = y, y * y, x * y
+        if spec.pre_days:
+            c = (frame[f"{key}.c"] > 0).astype("float64") if binary else frame[f"{key}.c"]
+            products[f"{name}|c"], products[f"{name}|c2"], products[f"{name}|xc"] = c, c * c, x * c
+    return products
+
+
 def _variant_sums_part(part: pd.DataFrame, lookup: _UnitLookup, specs: Mapping[str, MetricSpec]
                        ) -> pd.DataFrame:
     """Per variant code, the sums, squares and cross products of some units' metric values."""
-    products: dict[str, Any] = {}
-    for name, spec in specs.items():
-        binary = spec.kind == "proportion"
-        x = (part[f"{name}.rows"] > 0).astype("float64") if binary else part[f"{name}.x"]
-        products[f"{name}|x"], products[f"{name}|x2"] = x, x * x
-        if spec.kind == "ratio":
-            y = part[f"{name}.y"]
-            products[f"{name}|y"], products[f"{name}|y2"], products[f"{name}|xy"] = y, y * y, x * y
-        if spec.pre_days:
-            c = (part[f"{name}.c"] > 0).astype("float64") if binary else part[f"{name}.c"]
-            products[f"{name}|c"], products[f"{name}|c2"], products[f"{name}|xc"] = c, c * c, x * c
+    products = _metric_products(part, specs)
     variant = lookup.variant_codes[part["code"].to_numpy(dtype=np.int64)]
     return pd.DataFrame({"variant": variant, **products}).groupby("variant").sum().reset_index()
 
@@ -341,18 +353,7 @@ def abtest_sufficient_stats(units: dd.DataFrame, sources: Mapping[str, dd.DataFr
     table = table.fillna({column: 0.0 for column in sum_columns})
     products: dict[str, Any] = {}
     for index, specs in enumerate(by_source.values()):
-        for name, spec in specs.items():
-            key = f"s{index}:{name}"
-            binary = spec.kind == "proportion"
-            x = (table[f"{key}.rows"] > 0).astype("float64") if binary else table[f"{key}.x"]
-            products[f"{name}|x"] = x
-            products[f"{name}|x2"] = x * x
-            if spec.kind == "ratio":
-                y = table[f"{key}.y"]
-                products[f"{name}|y"], products[f"{name}|y2"], products[f"{name}|xy"] = y, y * y, x * y
-            if spec.pre_days:
-                c = (table[f"{key}.c"] > 0).astype("float64") if binary else table[f"{key}.c"]
-                products[f"{name}|c"], products[f"{name}|c2"], products[f"{name}|xc"] = c, c * c, x * c
+        products.update(_metric_products(table, specs, prefix=f"s{index}:"))
     reduced = table[[variant]].assign(n=1.0, **products).groupby(variant, observed=True).sum()
     keys = ["sums", *pending]
     values = [reduced, *pending.values()]
