@@ -8,6 +8,7 @@ map a fitted in-memory predictor lazily over the row blocks of a Dask array.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,12 @@ import numpy as np
 
 from daskflow._errors import DataError, ParameterError
 
-__all__ = ["Table", "as_table", "binary_labels", "blockwise_predict", "is_dask", "sample_weights"]
+__all__ = ["BAD_WEIGHTS", "Table", "as_table", "binary_labels", "blockwise_predict", "class_weights",
+           "is_dask", "memory_sample_weight", "sample_weights"]
+
+#: Said by the in-memory check here and by the per-block checks on workers (linear models).
+BAD_WEIGHTS = ("sample_weight holds NaN, infinite or negative values ({where}): expected finite "
+               "weights >= 0")
 
 
 def is_dask(value: Any) -> bool:
@@ -128,44 +134,77 @@ def blockwise_predict(function: Any, X: Any, n_columns: int | None) -> Any:
                         meta=np.empty((0, 0), dtype=np.float64))
 
 
-def sample_weights(sample_weight: Any, class_weight: Any, classes: np.ndarray, positive: Any,
-                   n_rows: int, chunks: Any = None) -> Any:
-    """Per-row weights: ``sample_weight`` times the class weight (``None``, "balanced" or a dict).
+def class_weights(class_weight: Any, classes: np.ndarray, totals: Any) -> np.ndarray:
+    """The (negative, positive) weights of ``class_weight``: ``None``, "balanced" or a dict.
 
-    "balanced" weighs class c by n / (2 · n_c), as scikit-learn does. Lazy (aligned with
-    ``chunks``) when ``positive`` is a Dask array.
+    "balanced" weighs class c by total / (2 · total_c), as scikit-learn does. Its trees and
+    naive Bayes count rows and its linear models sum the sample weights, so the caller passes
+    the ``totals`` (negative, positive) it means. A dict's keys are matched to the classes as
+    they are, as Python scalars, or as text (a YAML file gives ``"1"`` for the class 1).
     """
     if class_weight is None:
-        per_class = np.ones(2)
-    elif isinstance(class_weight, str) and class_weight == "balanced":
-        n_positive = float(positive.sum().compute() if is_dask(positive) else positive.sum())
-        counts = np.array([n_rows - n_positive, n_positive])
-        per_class = n_rows / (2.0 * counts)
-    elif isinstance(class_weight, dict):
-        unknown = [c for c in class_weight if c not in classes]
-        if unknown:
-            raise ParameterError(f"class_weight names class(es) {unknown} that are not in y "
-                                 f"(classes {list(classes)}): use the labels y holds")
-        per_class = np.array([float(class_weight.get(c, 1.0)) for c in classes])
-    else:
+        return np.ones(2)
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ParameterError(f"class_weight={class_weight!r} is invalid: expected None, 'balanced' or "
+                                 "a dict {class: weight}")
+        counts = np.asarray(totals, dtype=np.float64)
+        return counts.sum() / (2.0 * np.maximum(counts, np.finfo(float).tiny))
+    if not isinstance(class_weight, Mapping):
         raise ParameterError(f"class_weight={class_weight!r} is invalid: expected None, 'balanced' or a "
                              "dict {class: weight}")
+    remaining, out = dict(class_weight), np.ones(2)
+    for i, label in enumerate(classes):
+        for key in (label, label.item() if hasattr(label, "item") else label, str(label)):
+            if key in remaining:
+                out[i] = float(remaining.pop(key))
+                break
+    if remaining:
+        raise ParameterError(f"class_weight has labels {sorted(map(str, remaining))} that are not classes "
+                             f"of y ({classes.tolist()}): expected keys among the classes")
+    return out
+
+
+def memory_sample_weight(sample_weight: Any, n_rows: int, where: str) -> np.ndarray:
+    """In-memory ``sample_weight`` checked: one finite weight >= 0 per row (a scalar for all)."""
+    if sample_weight is None:
+        return np.ones(n_rows)
+    weight = np.asarray(sample_weight, dtype=np.float64)
+    if weight.ndim == 0:
+        weight = np.full(n_rows, float(weight))
+    if weight.shape != (n_rows,):
+        raise DataError(f"sample_weight has shape {weight.shape} but X has {n_rows} rows ({where}): "
+                        f"expected shape ({n_rows},), one weight per row")
+    if not (np.isfinite(weight).all() and (weight >= 0).all()):
+        raise DataError(BAD_WEIGHTS.format(where=where))
+    return weight
+
+
+def sample_weights(sample_weight: Any, class_weight: Any, classes: np.ndarray, positive: Any,
+                   n_rows: int, chunks: Any = None, *, where: str = "fit") -> Any:
+    """Per-row weights: ``sample_weight`` times the class weight (see :func:`class_weights`).
+
+    "balanced" counts rows, as scikit-learn's trees do. Lazy (aligned with ``chunks``) when
+    ``positive`` or ``sample_weight`` is a Dask collection.
+    """
+    n_positive = 0.0
+    if isinstance(class_weight, str):
+        n_positive = float(positive.sum().compute() if is_dask(positive) else positive.sum())
+    per_class = class_weights(class_weight, classes, [n_rows - n_positive, n_positive])
     weights = per_class[0] + (per_class[1] - per_class[0]) * positive
     if sample_weight is None:
         return weights
-    if is_dask(sample_weight) or is_dask(positive):
-        import dask.array as da
+    if not (is_dask(sample_weight) or is_dask(positive)):
+        sw = memory_sample_weight(sample_weight, n_rows, where)
+        if sw.sum() <= 0:
+            raise DataError(f"sample_weight sums to zero ({where}): expected some rows with positive weight")
+        return weights * sw
+    import dask.array as da
 
-        sw = sample_weight.to_dask_array(lengths=True) if hasattr(sample_weight, "to_dask_array") \
-            else sample_weight
-        sw = da.asarray(sw, chunks=chunks) if not is_dask(sw) else sw.rechunk(chunks)
-    else:
-        sw = np.asarray(sample_weight, dtype=np.float64)
+    sw = sample_weight.to_dask_array(lengths=True) if hasattr(sample_weight, "to_dask_array") \
+        else sample_weight
+    sw = da.asarray(sw, chunks=chunks) if not is_dask(sw) else sw.rechunk(chunks)
     if sw.shape != (n_rows,):
-        raise DataError(f"sample_weight has shape {sw.shape} but X has {n_rows} rows: pass one weight "
-                        "per row")
-    if not is_dask(sw) and (not np.isfinite(sw).all() or (sw < 0).any()):
-        raise DataError("sample_weight holds negative, NaN or infinite values: expected finite weights >= 0")
-    if not is_dask(sw) and sw.sum() <= 0:
-        raise DataError("sample_weight sums to zero: expected some rows with positive weight")
+        raise DataError(f"sample_weight has shape {sw.shape} but X has {n_rows} rows ({where}): "
+                        f"expected shape ({n_rows},), one weight per row")
     return weights * sw

@@ -61,7 +61,8 @@ class TableClassifier(ClassifierMixin, BaseEstimator):
         elif table.lazy:
             positive = positive.rechunk((table.data.chunks[0],))
         weights = sample_weights(sample_weight, getattr(self, "class_weight", None), self.classes_,
-                                 positive, n_rows, chunks=(table.data.chunks[0],) if table.lazy else None)
+                                 positive, n_rows, chunks=(table.data.chunks[0],) if table.lazy else None,
+                                 where=f"{type(self).__name__}.fit")
         self.n_features_in_ = table.n_features
         if table.feature_names is not None:
             self.feature_names_in_ = table.feature_names

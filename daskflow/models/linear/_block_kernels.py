@@ -28,6 +28,7 @@ import scipy.sparse as sp
 from numba import njit
 
 from daskflow._errors import DataError
+from daskflow.models._classifier_input import BAD_WEIGHTS
 
 __all__ = ["HISTOGRAM_BINS", "LOSSES", "EncodedBlock", "RawBlock", "ThreadedPasses", "add", "block_pass",
            "decision_block", "encode_block", "first_non_finite_column", "margin_histogram",
@@ -48,8 +49,6 @@ NON_FINITE_Y = ("y contains NaN or infinity ({where}): expected a class label on
                 "the unlabelled rows")
 LENGTHS = ("X has {n_x} rows but {what} has {n_y} ({where}): expected one value per row of X. Pass "
            "{what} for the same rows as X")
-BAD_WEIGHTS = ("sample_weight holds NaN, infinite or negative values ({where}): expected finite "
-               "weights >= 0")
 
 
 @dataclass(frozen=True)

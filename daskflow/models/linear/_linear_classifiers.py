@@ -31,7 +31,7 @@ from threadpoolctl import threadpool_limits
 from daskflow._dask import compute, named, persist
 from daskflow._errors import DataError, ParameterError
 from daskflow._progress import QUIET_FOR, Progress
-from daskflow.models._classifier_input import is_dask
+from daskflow.models._classifier_input import class_weights, is_dask, memory_sample_weight
 from daskflow.models._params import Rule, check_params
 from daskflow.models.linear import _block_kernels as kernels
 from daskflow.models.linear import _solver_kernels as solvers
@@ -175,11 +175,12 @@ class _LinearBinaryClassifier(ClassifierMixin, BaseEstimator):
                 check_classification_targets(y)
             except ValueError as exc:
                 raise DataError(f"{exc} ({name}.fit): expected two class labels") from exc
-        weight = _memory_weights(sample_weight, X.shape[0], name)
+        weight = memory_sample_weight(sample_weight, X.shape[0], f"{name}.fit")
         classes = np.unique(y)
         self._check_classes(classes)
         positive = y == classes[1]
-        class_weight = self._class_weights(classes, [weight[~positive].sum(), weight[positive].sum()])
+        totals = [weight[~positive].sum(), weight[positive].sum()]  # "balanced" sums the weights
+        class_weight = class_weights(self.class_weight, classes, totals)
         row_weight = weight * np.where(positive, class_weight[1], class_weight[0])
         self._check_class_totals(classes, row_weight[~positive].sum(), row_weight[positive].sum())
         n_threads = self.n_jobs or len(os.sched_getaffinity(0))
@@ -211,7 +212,7 @@ class _LinearBinaryClassifier(ClassifierMixin, BaseEstimator):
                 label_weights[label] = label_weights.get(label, 0.0) + weight
         self._check_classes(classes)
         totals = [label_weights.get(label, 0.0) for label in classes]
-        class_weight = self._class_weights(classes, totals)
+        class_weight = class_weights(self.class_weight, classes, totals)
         self._check_class_totals(classes, totals[0] * class_weight[0], totals[1] * class_weight[1])
         offsets = np.concatenate([[0], np.cumsum([s["n_rows"] for s in stats])])
         encode = named(kernels.encode_block, "logistic-encode")
@@ -238,24 +239,6 @@ class _LinearBinaryClassifier(ClassifierMixin, BaseEstimator):
             raise DataError(f"class {empty!r} has zero total weight ({type(self).__name__}.fit, "
                             "sample_weight x class_weight): expected positive weight on both classes. "
                             "Check sample_weight and class_weight")
-
-    def _class_weights(self, classes: np.ndarray, totals: list[float]) -> np.ndarray:
-        """(negative, positive) weights; 'balanced' as scikit-learn's (weighted counts)."""
-        if self.class_weight is None:
-            return np.ones(2)
-        if isinstance(self.class_weight, str):
-            counts = np.asarray(totals, dtype=np.float64)
-            return counts.sum() / (2.0 * np.maximum(counts, np.finfo(float).tiny))
-        remaining, out = dict(self.class_weight), np.ones(2)
-        for i, label in enumerate(classes):
-            for key in (label, label.item() if hasattr(label, "item") else label, str(label)):
-                if key in remaining:
-                    out[i] = float(remaining.pop(key))
-                    break
-        if remaining:
-            raise ParameterError(f"class_weight has labels {sorted(map(str, remaining))} that are not "
-                                 f"classes of y ({classes.tolist()}): expected keys among the classes")
-        return out
 
     def _store(self, problem: _Problem, result: solvers.Result) -> None:
         d = problem.n_features
@@ -313,20 +296,6 @@ class _LinearBinaryClassifier(ClassifierMixin, BaseEstimator):
                                        meta=np.empty((0,), dtype=dtype), **kwargs)
         return features.map_blocks(function, chunks=(features.chunks[0], (n_columns,)), dtype=dtype,
                                    meta=np.empty((0, 0), dtype=dtype), **kwargs)
-
-
-def _memory_weights(sample_weight: Any, n_rows: int, name: str) -> np.ndarray:
-    if sample_weight is None:
-        return np.ones(n_rows)
-    weight = np.asarray(sample_weight, dtype=np.float64)
-    if weight.ndim == 0:
-        weight = np.full(n_rows, float(weight))
-    if weight.shape != (n_rows,):
-        raise DataError(f"sample_weight has shape {weight.shape} but X has {n_rows} rows ({name}.fit): "
-                        f"expected shape ({n_rows},), one weight per row")
-    if not (np.isfinite(weight).all() and (weight >= 0).all()):
-        raise DataError(kernels.BAD_WEIGHTS.format(where=f"{name}.fit"))
-    return weight
 
 
 # -- the Dask layer: blocks in, one small graph per pass -----------------------------------------
