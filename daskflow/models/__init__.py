@@ -46,6 +46,8 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "random_forest": ("classifier", "daskflow.models.trees._tree_classifiers:RandomForestClassifier"),
     "boosted_trees": ("classifier", "daskflow.models.trees._tree_classifiers:BoostedTreesClassifier"),
 }
+
+
 def available_models(kind: str | None = None) -> list[str]:
     """Registered model names, all or only one kind (``"recommender"`` or ``"classifier"``)."""
     return sorted(name for name, (k, _) in _REGISTRY.items() if kind is None or k == kind)
