@@ -455,11 +455,20 @@ class TableLabelConfig(_Section):
     time: str | None = Field(None, min_length=1, description="label.source: the events' timestamp column.")
     within_days: float | None = Field(None, gt=0, description="label.source: the label window's length "
                                       "in days, from the cutoff.")
+    anchor: str | None = Field(None, min_length=1, description="label.source: a features.aggregates.anchors "
+                               "entry: each entity's window starts at its own anchor instead of the cutoff; "
+                               "entities without it get no label (scored, not fitted).")
+    censor: bool = Field(False, description="label.anchor: an entity whose window ends after the cutoff "
+                         "gets no label and <name>_censored is true (without censor such a window is "
+                         "refused).")
+    name: str | None = Field(None, min_length=1, description="label.source: the label column's name "
+                             "(default <source>_within_<within_days>d).")
 
     @model_validator(mode="after")
     def _one_kind(self) -> TableLabelConfig:
         by_column = self.column is not None or self.positive is not None
-        by_events = any(v is not None for v in (self.source, self.id, self.time, self.within_days))
+        by_events = any(v is not None for v in (self.source, self.id, self.time, self.within_days,
+                                                 self.anchor, self.name)) or self.censor
         if by_column == by_events:
             raise ValueError("give either column and positive (a label column) or source, time and "
                              "within_days (a label from events after features.aggregates.cutoff)")
@@ -470,6 +479,9 @@ class TableLabelConfig(_Section):
             missing = [k for k in ("source", "time", "within_days") if getattr(self, k) is None]
             raise ValueError(f"a label from events needs source, time and within_days; missing "
                              f"{', '.join(missing)}")
+        if self.censor and self.anchor is None:
+            raise ValueError("label.censor applies to a label with an anchor (per-entity windows): a window "
+                             "from features.aggregates.cutoff is checked against the data instead")
         return self
 
     @property
@@ -569,6 +581,13 @@ class AggregateEventsConfig(_Section):
                                                       "events with each value, per window.")
     sessions: AggregateSessionsConfig | None = Field(None, description="Sessions per window: runs of events "
                                                      "without a silence longer than gap_minutes.")
+    share_other: bool = Field(False, description="share: also the share of events with none of the values "
+                              "(missing ones included), named <name>_share_<column>_other_<window>.")
+    since: str | None = Field(None, min_length=1, description="A features.aggregates.anchors entry: only "
+                              "events at or after each entity's anchor (none for an entity without it).")
+    until: str | None = Field(None, min_length=1, description="A features.aggregates.anchors entry: each "
+                              "entity's own cutoff; no event at or after it counts, windows and recency end "
+                              "there (the global cutoff for an entity without it).")
 
     @field_validator("windows", "sum", "mean", "min", "max", "nunique", mode="before")
     @classmethod
@@ -587,14 +606,53 @@ class AggregateEventsConfig(_Section):
         return value
 
 
+class AggregateAnchorConfig(_Section):
+    """A time per entity: the first event of a features.aggregates.events entry, or a table column."""
+
+    events: str | None = Field(None, min_length=1, description="An events entry: each entity's first event "
+                               "before the cutoff (also a timestamp column named after the anchor).")
+    column: str | None = Field(None, min_length=1, description="A timestamp column of features.table.source.")
+    floor: Literal["day"] | None = Field(None, description="day: the start of the anchor's UTC day.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> AggregateAnchorConfig:
+        if (self.events is None) == (self.column is None):
+            raise ValueError("give exactly one of events (an events entry: its first event) or column (a "
+                             "timestamp column of the entity table)")
+        return self
+
+
 class AggregatesConfig(_Section):
     """Per-entity aggregates of event logs as of a cutoff, joined to features.table by id."""
 
-    cutoff: IsoTime = Field(description="Events at or after this time never reach a feature; a label from "
-                        "events starts here. An ISO date or timestamp, UTC unless it names a zone.")
+    cutoff: IsoTime | Literal["latest"] = Field(
+        description="Events at or after this time never reach a feature; a label from events starts here. "
+        "An ISO date or timestamp, UTC unless it names a zone; latest: 1 ms after the latest event.")
     events: dict[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")], AggregateEventsConfig] = Field(
         {}, description="{name: aggregates}: each entry's name prefixes its features, e.g. "
         "listens_sum_ms_played_28d.")
+    anchors: dict[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")], AggregateAnchorConfig] = Field(
+        {}, description="{name: anchor}: per-entity times that events' since/until and label.anchor name.")
+
+    @model_validator(mode="after")
+    def _anchors_named(self) -> AggregatesConfig:
+        for name, anchor in self.anchors.items():
+            if anchor.events is not None:
+                entry = self.events.get(anchor.events)
+                if entry is None:
+                    raise ValueError(f"anchors.{name}.events is {anchor.events!r}, not an entry of events "
+                                     f"(has {', '.join(self.events) or 'none'})")
+                if entry.since is not None or entry.until is not None:
+                    raise ValueError(f"anchors.{name}.events is {anchor.events!r}, whose events are bounded "
+                                     "by since/until: anchor on an entry that reads every event")
+        for name, entry in self.events.items():
+            for key in ("since", "until"):
+                value = getattr(entry, key)
+                if value is not None and value not in self.anchors:
+                    raise ValueError(f"events.{name}.{key} is {value!r}, not an entry of anchors (has "
+                                     f"{', '.join(self.anchors) or 'none'}): define it, e.g. anchors: "
+                                     f"{{{value}: {{events: <entry>}}}}")
+        return self
 
 
 
@@ -604,6 +662,21 @@ class FeaturesConfig(_Section):
                                       "stages use instead of the sample lake's conversion features.")
     aggregates: AggregatesConfig | None = Field(None, description="Per-entity aggregates of event logs "
                                                 "added to features.table (docs/features.md).")
+    derived: dict[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")], str] = Field(
+        {}, description="{name: expression}: columns computed from the table's columns in a small safe "
+        "language (ratio, where, max, min, fill, day, log1p, abs, + - * /, comparisons; docs/features.md).")
+
+    @field_validator("derived")
+    @classmethod
+    def _expressions(cls, derived: dict[str, str]) -> dict[str, str]:
+        from daskflow.features.tabular._derived_kernels import parse
+
+        for name, text in derived.items():
+            try:
+                parse(text)
+            except ValueError as exc:
+                raise ValueError(f"derived.{name}: {exc}") from None
+        return derived
 
 
 #: ContentToFactors' parameters a config may set under model.content.params.
@@ -1119,6 +1192,11 @@ class Config(_Section):
             if table.label.source is not None and aggregates is None:
                 raise ValueError("features.table.label.source (a label from events) needs "
                                  "features.aggregates.cutoff: the label window starts at the cutoff")
+            anchor = table.label.anchor
+            if anchor is not None and aggregates is not None and anchor not in aggregates.anchors:
+                defined = ", ".join(aggregates.anchors) or "none"
+                raise ValueError(f"features.table.label.anchor is {anchor!r}, not an entry of "
+                                 f"features.aggregates.anchors (has {defined})")
         if conversion_stages and table is None:
             wanted = self.conversion.sources.model_dump().items()
             missing = [f"{role}={name!r}" for role, name in wanted if name not in self.data.sources]

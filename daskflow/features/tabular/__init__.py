@@ -11,10 +11,12 @@ from __future__ import annotations
 from daskflow.features.tabular._aggregates import (
     Aggregates,
     AggregateSpec,
+    Anchor,
     EventLabel,
     build_aggregates,
     check_aggregate_columns,
 )
+from daskflow.features.tabular._derived import add_derived, check_derived, parse_derived
 from daskflow.features.tabular._encoder import TableEncoder
 from daskflow.features.tabular._table import (
     EntityTable,
@@ -26,4 +28,4 @@ from daskflow.features.tabular._table import (
 
 __all__ = ["AggregateSpec", "Aggregates", "EventLabel", "build_aggregates", "check_aggregate_columns",
            "EntityTable", "TableEncoder", "TableSplit", "build_entity_table", "check_table_columns",
-           "infer_feature_roles"]
+           "infer_feature_roles", "add_derived", "check_derived", "parse_derived"]

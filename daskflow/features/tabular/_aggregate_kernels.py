@@ -32,7 +32,8 @@ import pandas as pd
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
 __all__ = ["DAY_MS", "ENTITY", "AggregateSpec", "window_ms", "event_partials", "label_partials",
-           "table_pieces", "bucket_features", "entity_hash", "times_ms"]
+           "table_pieces", "bucket_features", "entity_hash", "times_ms", "first_times", "column_times",
+           "anchor_of"]
 
 DAY_MS = 86_400_000
 _HOUR_MS = 3_600_000
@@ -78,6 +79,12 @@ class AggregateSpec:
     recency: bool = False
     share: tuple[tuple[str, tuple[str, ...]], ...] = ()
     session_gap_minutes: float | None = None
+    #: Also the share of events with none of the values (missing included): ``..._share_<col>_other_<w>``.
+    share_other: bool = False
+    #: Anchors (per-entity times, by name): only events at or after ``since``; with ``until``, only
+    #: events before it, and windows and recency end there (the entity's own cutoff).
+    since: str | None = None
+    until: str | None = None
     _lengths: tuple[int, ...] = field(init=False, repr=False, compare=False, default=())
 
     def __post_init__(self) -> None:
@@ -127,7 +134,8 @@ class AggregateSpec:
         names += [f"{n}_active_days_{w}"] if self.active_days else []
         names += [f"{n}_sessions_{w}"] if self.session_gap_minutes is not None else []
         for column, values in self.share:
-            names += [f"{n}_share_{column}_{v}_{w}" for v in values]
+            shown = (*values, "other") if self.share_other else values
+            names += [f"{n}_share_{column}_{v}_{w}" for v in shown]
         return names
 
 
@@ -173,6 +181,42 @@ def _bucket(hashes: np.ndarray, n_buckets: int) -> np.ndarray:
     return (hashes % np.uint64(n_buckets)).astype(np.int64)
 
 
+# -- anchors: one time per entity ----------------------------------------------------------
+
+
+def first_times(frame: pd.DataFrame, *, id_column: str, time: str, cutoff_ms: int) -> pd.DataFrame:
+    """Each entity's first event before the cutoff in one partition: ``ENTITY`` (hash) and ``ms``."""
+    ts = times_ms(frame[time])
+    code, hashes = entity_hash(frame[id_column])
+    keep = (ts != _NAT) & (ts < cutoff_ms) & (code >= 0)
+    first = np.full(len(hashes), np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, code[keep], ts[keep])
+    has = first != np.iinfo(np.int64).max
+    return pd.DataFrame({ENTITY: hashes[has].astype(np.uint64), "ms": first[has]})
+
+
+def column_times(frame: pd.DataFrame, *, id_column: str, column: str) -> pd.DataFrame:
+    """A time column of the entity table per entity: ``ENTITY`` (hash) and ``ms``; missing times left out."""
+    ts = times_ms(frame[column])
+    code, hashes = entity_hash(frame[id_column])
+    keep = (ts != _NAT) & (code >= 0)
+    return pd.DataFrame({ENTITY: hashes[code[keep]].astype(np.uint64), "ms": ts[keep]})
+
+
+def anchor_of(hashes: np.ndarray, anchor: pd.Series | None) -> np.ndarray:
+    """The anchor's time (ms) of each entity hash; int64 min (no anchor) where it has none."""
+    if anchor is None or not len(hashes):
+        return np.full(len(hashes), _NAT, dtype=np.int64)
+    position = anchor.index.get_indexer(np.asarray(hashes, dtype=np.uint64))
+    values = anchor.to_numpy(dtype=np.int64)
+    return np.where(position >= 0, values[np.maximum(position, 0)] if len(values) else _NAT, _NAT)
+
+
+def _reference(anchor: np.ndarray, cutoff_ms: int) -> np.ndarray:
+    """Each entity's own cutoff: its ``until`` anchor when it has one (and it is earlier), else the cutoff."""
+    return np.where(anchor != _NAT, np.minimum(anchor, cutoff_ms), cutoff_ms)
+
+
 # -- stage 1: partials of one partition --------------------------------------------------
 
 
@@ -193,18 +237,27 @@ def _slices(sorted_buckets: np.ndarray, n_buckets: int) -> np.ndarray:
     return np.searchsorted(sorted_buckets, np.arange(n_buckets + 1))
 
 
-def event_partials(frame: pd.DataFrame, *, spec: AggregateSpec, cutoff_ms: int,
-                   n_buckets: int) -> tuple[Any, ...]:
+def event_partials(frame: pd.DataFrame, *, spec: AggregateSpec, cutoff_ms: int, n_buckets: int,
+                   since: pd.Series | None = None, until: pd.Series | None = None) -> tuple[Any, ...]:
     """One partition's pieces: ``n_buckets`` (rows, pairs, intervals) triples, then its time stats.
 
     The stats are (events with a time, earliest, latest) in ms, over every event (before the
-    cutoff or not), so the Dask layer can check the cutoff against the data's span.
+    cutoff or not), so the Dask layer can check the cutoff against the data's span. ``since``
+    and ``until`` are the spec's anchors (entity hash -> ms; :func:`anchor_of`).
     """
     ts_all = times_ms(frame[spec.time])
     stats = _stats(ts_all)
     keep = (ts_all != _NAT) & (ts_all < cutoff_ms)  # point in time: nothing at or after the cutoff
     code_all, hashes = _codes(frame[spec.id])
     keep &= code_all >= 0
+    reference = np.full(len(ts_all), cutoff_ms, dtype=np.int64)
+    safe = np.maximum(code_all, 0)
+    if since is not None:  # events from the entity's anchor on; none for an entity without one
+        start = anchor_of(hashes, since)[safe] if len(hashes) else np.full(len(ts_all), _NAT)
+        keep &= (start != _NAT) & (ts_all >= start)
+    if until is not None:  # the entity's own cutoff: nothing at or after its anchor
+        reference = _reference(anchor_of(hashes, until)[safe], cutoff_ms) if len(hashes) else reference
+        keep &= ts_all < reference
     # Renumber the entities in bucket order: everything sorted by entity is then sorted by
     # bucket too, and each bucket's piece is a slice (no gather of whole frames).
     buckets = _bucket(hashes, n_buckets)
@@ -214,7 +267,7 @@ def event_partials(frame: pd.DataFrame, *, spec: AggregateSpec, cutoff_ms: int,
     hashes, buckets = hashes[by_bucket], buckets[by_bucket]
     rows = np.flatnonzero(keep)
     code, ts = rank[code_all[rows]], ts_all[rows]
-    ring = np.searchsorted(np.asarray(spec.lengths, dtype=np.int64), cutoff_ms - ts, side="left")
+    ring = np.searchsorted(np.asarray(spec.lengths, dtype=np.int64), reference[rows] - ts, side="left")
     order = np.lexsort((ts, ring, code))  # by entity, ring, time (so by day within a ring too)
     positions = rows[order]
     c, r, t = code[order], ring[order], ts[order]
@@ -303,12 +356,22 @@ def _empty_intervals() -> pd.DataFrame:
 
 
 def label_partials(frame: pd.DataFrame, *, id_column: str, time: str, start_ms: int, end_ms: int,
-                   n_buckets: int) -> tuple[Any, ...]:
-    """The hashes of entities with an event in [start_ms, end_ms), by bucket; then the time stats."""
+                   n_buckets: int, anchor: pd.Series | None = None, within_ms: int = 0,
+                   cutoff_ms: int = 0) -> tuple[Any, ...]:
+    """The hashes of entities with an event in [start_ms, end_ms), by bucket; then the time stats.
+
+    With ``anchor`` (entity hash -> ms), each entity's window is [anchor, anchor + within_ms)
+    instead, and only events before ``cutoff_ms`` (the data observed) count.
+    """
     ts = times_ms(frame[time])
     stats = _stats(ts)
     code, hashes = entity_hash(frame[id_column])
-    inside = (ts != _NAT) & (ts >= start_ms) & (ts < end_ms) & (code >= 0)
+    if anchor is not None:
+        start = anchor_of(hashes, anchor)[np.maximum(code, 0)] if len(hashes) else np.full(len(ts), _NAT)
+        inside = (ts != _NAT) & (start != _NAT) & (ts >= start) & (ts - start < within_ms) \
+            & (ts < cutoff_ms) & (code >= 0)
+    else:
+        inside = (ts != _NAT) & (ts >= start_ms) & (ts < end_ms) & (code >= 0)
     found = np.unique(hashes[np.unique(code[inside])])
     buckets = _bucket(found, n_buckets)
     return (*(found[buckets == b] for b in range(n_buckets)), stats)
@@ -370,13 +433,20 @@ def _sessions(index: np.ndarray, ring: np.ndarray, start: np.ndarray, end: np.nd
 
 def bucket_features(table: Sequence[pd.DataFrame], events: Sequence[Sequence[tuple[pd.DataFrame, ...]]],
                     labels: Sequence[np.ndarray] | None, *, specs: Sequence[AggregateSpec], cutoff_ms: int,
-                    history_ms: Sequence[int], label_column: str | None) -> pd.DataFrame:
+                    history_ms: Sequence[int], label_column: str | None,
+                    anchors: dict[str, pd.Series] | None = None, anchor_columns: Sequence[str] = (),
+                    label_anchor: str | None = None, label_within_ms: int = 0,
+                    censor_column: str | None = None) -> pd.DataFrame:
     """One bucket of the entity table with every spec's features (and the label) joined.
 
     ``table``: the bucket's pieces of the entity table (:func:`table_pieces`);
     ``events[k]``: spec k's (rows, pairs, intervals) pieces of this bucket from every
     partition; ``labels``: the hashes of entities with a label event; ``history_ms[k]``:
-    the earliest event of spec k's source (what ``days_since_*`` default to).
+    the earliest event of spec k's source (what ``days_since_*`` default to); ``anchors``:
+    every anchor by name (entity hash -> ms), of which ``anchor_columns`` become timestamp
+    columns; ``label_anchor``: the anchor the label's window [anchor, anchor + within) starts
+    at: entities without it get a missing label, and ``censor_column`` (when given) is true
+    where the window ends after the cutoff (not fully observed; the label is then missing too).
 
     Defaults for an entity without events in a window: 0 for counts, sums, ``nunique``,
     active days, sessions and shares; 0 for mean, min and max too (their count is 0);
@@ -384,20 +454,38 @@ def bucket_features(table: Sequence[pd.DataFrame], events: Sequence[Sequence[tup
     the cutoff (the longest history observed).
     """
     frame = pd.concat(list(table), ignore_index=True)
+    anchors = anchors or {}
     keys, inverse = np.unique(frame[ENTITY].to_numpy(dtype=np.uint64), return_inverse=True)
-    columns: dict[str, np.ndarray] = {}
+    columns: dict[str, Any] = {}
+    for name in anchor_columns:
+        ms = anchor_of(keys, anchors[name])[inverse]
+        columns[name] = np.where(ms != _NAT, ms, np.datetime64("NaT", "ms").astype(np.int64)
+                                 ).astype("datetime64[ms]")
     for spec, pieces, start_ms in zip(specs, events, history_ms, strict=True):
         rows = _concat([p[0] for p in pieces], pd.DataFrame({ENTITY: np.zeros(0, np.uint64),
                                                               "ring": np.zeros(0, np.int8)}))
+        reference = np.full(len(keys), cutoff_ms, dtype=np.int64)
+        if spec.until is not None:
+            reference = _reference(anchor_of(keys, anchors[spec.until]), cutoff_ms)
         values = _spec_features(spec, rows, _concat([p[1] for p in pieces], _empty_pairs()),
-                                _concat([p[2] for p in pieces], _empty_intervals()), keys, cutoff_ms,
+                                _concat([p[2] for p in pieces], _empty_intervals()), keys, reference,
                                 start_ms)
         columns.update({name: column[inverse] for name, column in values.items()})
     out = frame.drop(columns=[ENTITY]).assign(**columns)
     if label_column is not None:
         found = np.concatenate([np.asarray(h, dtype=np.uint64) for h in labels or ()] or
                                [np.zeros(0, np.uint64)])
-        out[label_column] = np.isin(frame[ENTITY].to_numpy(dtype=np.uint64), found).astype(np.int8)
+        hit = np.isin(frame[ENTITY].to_numpy(dtype=np.uint64), found).astype(np.int8)
+        if label_anchor is None:
+            out[label_column] = hit
+        else:
+            start = anchor_of(keys, anchors[label_anchor])[inverse]
+            censored = (start != _NAT) & (start + label_within_ms > cutoff_ms)
+            known = (start != _NAT) & ~censored
+            out[label_column] = pd.array(np.where(known, hit, 0), dtype="Int8")
+            out.loc[~known, label_column] = pd.NA
+            if censor_column is not None:
+                out[censor_column] = censored
     return out
 
 
@@ -417,7 +505,8 @@ def _first_ring(index: np.ndarray, other: np.ndarray, ring: np.ndarray) -> tuple
 
 
 def _spec_features(spec: AggregateSpec, rows: pd.DataFrame, pairs: pd.DataFrame, intervals: pd.DataFrame,
-                   keys: np.ndarray, cutoff_ms: int, history_ms: int) -> dict[str, np.ndarray]:
+                   keys: np.ndarray, cutoff_ms: np.ndarray, history_ms: int) -> dict[str, np.ndarray]:
+    """Every feature of ``spec`` per entity of ``keys``; ``cutoff_ms``: each entity's own cutoff."""
     n, n_rings = len(keys), spec.n_rings
     index = _index_of(keys, rows[ENTITY].to_numpy(dtype=np.uint64))
     known = index >= 0
@@ -456,11 +545,17 @@ def _spec_features(spec: AggregateSpec, rows: pd.DataFrame, pairs: pd.DataFrame,
                                            int(spec.session_gap_minutes * 60_000))
     k = 0
     for column, values in spec.share:
+        named = np.zeros_like(count)
         for value in values:
             hits = _per_ring(index, ring, rows[f"share{k}"].to_numpy(dtype=np.float64), n, n_rings)
+            named += hits
             with np.errstate(invalid="ignore", divide="ignore"):
                 per_window[f"share_{column}_{value}"] = np.where(count > 0, hits / np.maximum(count, 1), 0.0)
             k += 1
+        if spec.share_other:  # whole counts: count - named is exact, so is its share
+            with np.errstate(invalid="ignore", divide="ignore"):
+                other = (count - named) / np.maximum(count, 1)
+                per_window[f"share_{column}_other"] = np.where(count > 0, other, 0.0)
 
     out: dict[str, np.ndarray] = {}
     integral = {"count", "active_days", "sessions", *(f"nunique_{c}" for c in spec.nunique)}
@@ -473,7 +568,7 @@ def _spec_features(spec: AggregateSpec, rows: pd.DataFrame, pairs: pd.DataFrame,
     if spec.recency:
         first = _extreme(index, ring, rows["first_ms"].to_numpy(dtype=np.float64), n, n_rings, True)[:, -1]
         last = _extreme(index, ring, rows["last_ms"].to_numpy(dtype=np.float64), n, n_rings, False)[:, -1]
-        longest = (cutoff_ms - history_ms) / DAY_MS
+        longest = (cutoff_ms - history_ms) / DAY_MS  # per entity: its own cutoff
         out[f"{spec.name}_days_since_last"] = np.where(np.isnan(last), longest, (cutoff_ms - last) / DAY_MS)
         out[f"{spec.name}_days_since_first"] = np.where(np.isnan(first), longest,
                                                         (cutoff_ms - first) / DAY_MS)
