@@ -10,7 +10,6 @@ error for anything the data contradicts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,15 +26,19 @@ from daskflow.analytics import (
     funnel,
     results_table,
 )
+from daskflow.config import Config
 from daskflow.experiment._rundir import plots_dir
+from daskflow.experiment._sources import interaction_columns, read_source
+from daskflow.experiment._state import RunState
 
 __all__ = ["stage_abtest", "stage_kpis"]
 
 log = logging.getLogger("daskflow")
 
 
-def _check_sources(config: Any) -> None:
+def _check_sources(config: Config) -> None:
     spec = config.abtest
+    assert spec is not None
     known = ", ".join(sorted(config.data.sources))
     wanted = [("abtest.assignments.source", spec.assignments.source)]
     wanted += [(f"abtest.metrics.{name}.source", metric.source) for name, metric in spec.metrics.items()]
@@ -45,7 +48,7 @@ def _check_sources(config: Any) -> None:
                               "data.sources or name one of those")
 
 
-def stage_abtest(config: Any, state: Any, read_source: Callable[[Any, str, list[str] | None], Any]) -> None:
+def stage_abtest(config: Config, state: RunState) -> None:
     """Analyse the configured A/B test and record its results in the run."""
     spec = config.abtest
     if spec is None:  # stages_to_run refuses this; keep a clear message for direct callers
@@ -102,23 +105,18 @@ def stage_abtest(config: Any, state: Any, read_source: Callable[[Any, str, list[
                       + ("" if srm.passed else " — SRM CHECK FAILED"))
 
 
-ReadSource = Callable[[Any, str, "list[str] | None"], Any]
-
-
-def stage_kpis(config: Any, state: Any, read_source: ReadSource) -> None:
+def stage_kpis(config: Config, state: RunState) -> None:
     """The data KPIs of the interactions source, and with a ``kpis:`` section the product KPIs."""
     from daskflow.features import log_kpis
 
     spec = config.features.interactions
-    columns = [spec.user_col, spec.item_col] + ([spec.weight] if spec.weight != "count" else []) + \
-        [spec.time_col]
-    events = read_source(config, spec.source, columns)
+    events = read_source(config, spec.source, interaction_columns(config))
     kpis, dau = log_kpis(events, user_col=spec.user_col, item_col=spec.item_col, time_col=spec.time_col,
                          allow_empty_ids=spec.allow_empty_ids, client=state.client)
     dau.to_parquet(state.work_dir / "artifacts" / "daily_active_users.parquet", index=False)
     state.metrics["data"] = kpis
     if config.kpis is not None:
-        _product_kpis(config, state, read_source)  # DAU/WAU/MAU with stickiness: kpis_active_users.png
+        _product_kpis(config, state)  # DAU/WAU/MAU with stickiness: kpis_active_users.png
     elif len(dau):
         from daskflow.reporting import plot_active_users
 
@@ -143,8 +141,9 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return rows
 
 
-def _check_kpi_sources(config: Any, source: str) -> None:
+def _check_kpi_sources(config: Config, source: str) -> None:
     spec = config.kpis
+    assert spec is not None
     known = ", ".join(sorted(config.data.sources))
     wanted = [("kpis.source" if spec.source else "features.interactions.source", source)]
     if spec.retention.cohort == "signup":
@@ -162,8 +161,9 @@ def _mean(series: pd.Series) -> float | None:
     return float(series.mean()) if len(series) else None
 
 
-def _product_kpis(config: Any, state: Any, read_source: ReadSource) -> None:
+def _product_kpis(config: Config, state: RunState) -> None:
     spec = config.kpis
+    assert spec is not None
     interactions = config.features.interactions
     source = spec.source or interactions.source
     user, time = spec.user or interactions.user_col, spec.time or interactions.time_col

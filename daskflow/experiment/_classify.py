@@ -17,6 +17,8 @@ import numpy as np
 
 from daskflow._dask import compute, persist
 from daskflow.config import Config
+from daskflow.experiment._sources import read_source
+from daskflow.experiment._state import RunState
 from daskflow.io import write_parquet
 
 __all__ = ["metrics_section", "table_arguments", "check_table_source", "table_features", "aggregate_specs",
@@ -120,7 +122,7 @@ def check_aggregate_sources(config: Config, frames: dict[str, Any]) -> None:
                                     source=label.source, where="features.table.label")
 
 
-def table_features(config: Config, state: Any, read_source: Any) -> None:
+def table_features(config: Config, state: RunState) -> None:
     """The features stage on ``features.table``: read, check and persist the entity table."""
     from daskflow.features.tabular import build_entity_table
 
@@ -152,7 +154,7 @@ def table_features(config: Config, state: Any, read_source: Any) -> None:
         "features": {"categorical": table.categorical, "numeric": table.numeric, "log": table.log}}
 
 
-def split_and_encode_table(config: Config, state: Any) -> None:
+def split_and_encode_table(config: Config, state: RunState) -> None:
     """Fit the encoder on the training rows; the design matrices of both sides (gathered when small)."""
     from daskflow.features.tabular import TableEncoder
 
@@ -175,7 +177,7 @@ def split_and_encode_table(config: Config, state: Any) -> None:
     conv.train, conv.test = (X_train, y_train), (X_test, y_test)
 
 
-def split_summary(config: Config, state: Any) -> dict[str, Any]:
+def split_summary(config: Config, state: RunState) -> dict[str, Any]:
     table = state.conversion.table
     spec = config.features.table
     assert spec is not None
@@ -184,14 +186,14 @@ def split_summary(config: Config, state: Any) -> dict[str, Any]:
             "features": list(state.conversion.encoder.get_feature_names_out())}
 
 
-def needs_choice(config: Config, state: Any) -> bool:
+def needs_choice(config: Config, state: RunState) -> bool:
     """Whether score will choose among several models (then each is validated on training rows)."""
     stages = state.metrics.get("stages", ())
     several = len(config.classifiers) > 1 or "tune" in stages
     return "score" in stages and config.conversion.score.model is None and several
 
 
-def validation_score(config: Config, state: Any, model: Any) -> float:
+def validation_score(config: Config, state: RunState, model: Any) -> float:
     """``model``'s mean validation score on the training rows (classify.selection); no test row used."""
     from sklearn.base import clone
 
@@ -204,7 +206,7 @@ def validation_score(config: Config, state: Any, model: Any) -> float:
     return float(np.mean(scores))
 
 
-def chosen_model(config: Config, state: Any) -> str:
+def chosen_model(config: Config, state: RunState) -> str:
     """conversion.score.model, else the best validation score on the training rows."""
     from daskflow.tuning import SCORERS
 
@@ -236,7 +238,7 @@ def _with_decile(frame: Any, cutoffs: np.ndarray) -> Any:
                                 ).astype("int8"))
 
 
-def score_table(config: Config, state: Any, name: str) -> None:
+def score_table(config: Config, state: RunState, name: str) -> None:
     """Score every entity of the table; write (id, probability, decile) as Parquet."""
     import pandas as pd
 

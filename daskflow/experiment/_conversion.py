@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import pickle
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,9 @@ from daskflow._errors import DataError
 from daskflow.config import Config
 from daskflow.experiment import _classify as table_mode
 from daskflow.experiment._rundir import plots_dir
+from daskflow.experiment._sources import read_source
+from daskflow.experiment._state import ConversionState, RunState
+from daskflow.experiment._tuning import tuning_outputs
 from daskflow.io import open_filesystem, write_parquet
 
 __all__ = ["ConversionState", "stage_features", "stage_classify", "stage_tune", "stage_score"]
@@ -28,27 +30,12 @@ __all__ = ["ConversionState", "stage_features", "stage_classify", "stage_tune", 
 log = logging.getLogger("daskflow")
 
 
-@dataclass
-class ConversionState:
-    """What the conversion stages hand to each other within one run."""
-
-    features: Any = None                     # dd.DataFrame, one row per user (persisted)
-    encoder: Any = None
-    train: tuple[Any, Any] | None = None     # (X, y) of the training users
-    test: tuple[Any, Any] | None = None
-    models: dict[str, Any] = field(default_factory=dict)
-    reports: dict[str, Any] = field(default_factory=dict)
-    table: Any = None                        # the EntityTable of features.table, when set
-    #: Validation score on the training rows of each model (classify.selection): score's choice.
-    validation: dict[str, float] = field(default_factory=dict)
-
-
-def stage_features(config: Config, state: Any, read_source: Any) -> None:
+def stage_features(config: Config, state: RunState) -> None:
     """Build (or reuse) the per-user feature table and summarise its population."""
     from daskflow.features import build_conversion_features, load_features, save_features
 
     if config.features.table is not None:  # the user's own entity table (docs/features.md)
-        table_mode.table_features(config, state, read_source)
+        table_mode.table_features(config, state)
         return
     spec = config.conversion
     reuse = spec.features_uri is not None and _exists(spec.features_uri, spec.storage_options)
@@ -84,7 +71,7 @@ def _exists(uri: str, storage_options: dict[str, Any]) -> bool:
     return bool(fs.exists(path))
 
 
-def stage_classify(config: Config, state: Any) -> None:
+def stage_classify(config: Config, state: RunState) -> None:
     """Train every configured classifier on the training rows; evaluate on the test rows.
 
     When score is to choose among several models, each is also validated on the training
@@ -156,7 +143,7 @@ def _top_features(model: Any, names: Any, k: int = 10) -> list[dict[str, Any]]:
     return [{"feature": names[i], "weight": round(float(weights[i]), 6), "meaning": meaning} for i in order]
 
 
-def _evaluate(model: Any, name: str, X_test: Any, y_true: np.ndarray, spec: Any, state: Any,
+def _evaluate(model: Any, name: str, X_test: Any, y_true: np.ndarray, spec: Any, state: RunState,
               evaluate_classifier: Any, *, seed: int) -> dict[str, Any]:
     (scores,) = compute([model.predict_proba(X_test)[:, 1]], state.client)
     report = evaluate_classifier(y_true, scores, depths=spec.depths, n_bins=spec.calibration_bins,
@@ -181,7 +168,7 @@ def _curves_summary(model: Any) -> dict[str, Any]:
     return out
 
 
-def _convergence_plot(config: Config, state: Any, X_train: Any, y_train: Any) -> None:
+def _convergence_plot(config: Config, state: RunState, X_train: Any, y_train: Any) -> None:
     """The seed's SGD convergence plot: objective per iteration, one curve per step size."""
     from daskflow.models import make_model
     from daskflow.reporting import plot_convergence
@@ -202,44 +189,17 @@ def _convergence_plot(config: Config, state: Any, X_train: Any, y_train: Any) ->
         for label, curve in curves.items()}
 
 
-def stage_tune(config: Config, state: Any) -> None:
-    """Search the configured grid; refit the best; evaluate it on the test data."""
-    spec = config.tune
-    assert spec is not None
-    if spec.target == "recommender":
-        _tune_recommender(config, state)
-    else:
-        _tune_classifier(config, state)
+def stage_tune(config: Config, state: RunState) -> None:
+    """Search the configured grid over a classifier; refit the best; evaluate it on the test data.
 
-
-def _tuning_outputs(spec: Any, result: Any, state: Any, metric: str) -> dict[str, Any]:
-    """Save the Dataset, draw the tuning plots, and summarise the search for metrics.json."""
-    from daskflow.reporting import plot_tuning, plot_tuning_heatmap
-
-    result.to_netcdf(str(state.work_dir / "artifacts" / "tuning.nc"))
-    plots = plots_dir(state.work_dir)
-    if spec.method == "grid":
-        numeric = [p for p in spec.params if np.asarray(result.dataset[p]).dtype.kind in "if"]
-        for param in spec.params:
-            plot_tuning(result.dataset, plots / f"tuning_{param}.png", param=param, metric=metric)
-        if len(numeric) == 2 and len(spec.params) == 2:
-            plot_tuning_heatmap(result.dataset, plots / "tuning_heatmap.png", params=tuple(numeric),
-                                metric=metric)
-        trials = int(np.prod([result.dataset.sizes[p] for p in spec.params]))
-    else:
-        trials = int(result.dataset.sizes["trial"])
-    return {"target": spec.target, "method": spec.method, "metric": metric,
-            "folds": int(result.dataset.sizes["fold"]), "trials": trials,
-            "best_params": result.best_params, "best_cv_score": round(result.best_score, 6),
-            "dataset": "artifacts/tuning.nc"}
-
-
-def _tune_classifier(config: Config, state: Any) -> None:
+    The recommender's tuning (tune.target: recommender) is daskflow.experiment._recommend's.
+    """
     from daskflow.evaluation import evaluate_classifier
     from daskflow.models import make_model
     from daskflow.tuning import search
 
     spec = config.tune
+    assert spec is not None
     conv = state.conversion
     if conv.train is None:  # tune without classify: split and encode here
         _split_and_encode(config, state)
@@ -251,7 +211,7 @@ def _tune_classifier(config: Config, state: Any) -> None:
     result = search(estimator, spec.params, X_train, y_train, method=spec.method, n_trials=spec.n_trials,
                     folds=spec.folds, holdout=spec.holdout, metric=metric, seed=config.experiment.seed,
                     client=state.client)
-    summary = _tuning_outputs(spec, result, state, metric)
+    summary = tuning_outputs(spec, result, state, metric)
     tuned = f"{name}_tuned"
     (y_true,) = compute([conv.test[1]], state.client)
     report = _evaluate(result.best_estimator, tuned, conv.test[0], y_true, config.conversion, state,
@@ -266,14 +226,7 @@ def _tune_classifier(config: Config, state: Any) -> None:
     state.metrics["tune"] = {"model": name, **summary, "test_" + metric: report.get(metric)}
 
 
-def _tune_recommender(config: Config, state: Any) -> None:
-    """Tune model.name on folds of the training part only; the test holdout reports once."""
-    from daskflow.experiment._recommend_holdout import tune_recommender
-
-    tune_recommender(config, state, _tuning_outputs)
-
-
-def _split_and_encode(config: Config, state: Any) -> None:
+def _split_and_encode(config: Config, state: RunState) -> None:
     """Split exposed users into train and test; fit the encoder on train; persist both sides."""
     from daskflow.features import ConversionEncoder, split_users
 
@@ -322,7 +275,7 @@ def _with_decile(frame: Any, cutoffs: np.ndarray) -> Any:
     return frame
 
 
-def stage_score(config: Config, state: Any) -> None:
+def stage_score(config: Config, state: RunState) -> None:
     """Score every user of the lake with the chosen model; write (user_id, p_convert, decile)."""
     import pandas as pd
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from daskflow._errors import ConfigError, OutputError, SchemaError
 from daskflow.config import Config, stages_to_run
+from daskflow.experiment._sources import interaction_columns, read_source
 from daskflow.experiment._tracking import check_mlflow
-from daskflow.io import read_table
 from daskflow.models import make_model
 
 __all__ = ["preflight", "run_dir_of", "RUN_ELSEWHERE"]
@@ -87,13 +87,6 @@ def check_performance_report(config: Config) -> None:
                           "install 'bokeh>=3.1') or set output.performance_report=false")
 
 
-def interaction_columns(config: Config) -> list[str]:
-    """The columns the interactions (and kpis) stage reads from its source."""
-    spec = config.features.interactions
-    return [spec.user_col, spec.item_col] + ([spec.weight] if spec.weight != "count" else []) + \
-        [spec.time_col]
-
-
 def source_reads(config: Config, stages: list[str]) -> list[tuple[str, list[str] | None]]:
     """(source, columns) for every read the stages make; ``None``: every column."""
     reads: list[tuple[str, list[str] | None]] = []
@@ -152,15 +145,6 @@ def _generated(config: Config, uri: str) -> bool:
     root = Path(sample.path).expanduser().absolute()
     return "://" not in uri and (root == Path(uri).expanduser().absolute()
                                  or root in Path(uri).expanduser().absolute().parents)
-
-
-def read_source(config: Config, name: str, columns: list[str] | None) -> Any:
-    """``data.sources.<name>`` as the stages read it: lazily, its footers checked."""
-    source = config.data.sources[name]
-    wanted = list(source.columns) if source.columns is not None else columns
-    return read_table(source.uri, format=source.format, columns=wanted, filters=source.filters,
-                      storage_options=source.storage_options, schema=source.required_schema,
-                      name=name)
 
 
 def check_sources(config: Config, stages: list[str]) -> None:

@@ -13,10 +13,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["new_run_id", "plots_dir", "write_json", "write_private", "restrict", "has_checkpoints"]
+__all__ = ["CHECKPOINTS", "new_run_id", "plots_dir", "write_json", "write_private", "restrict",
+           "has_checkpoints"]
 
 #: Owner-only modes of what a run directory holds.
 PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
+#: Directory of a run's working directory kept when the run is resumed (model fits' checkpoints).
+CHECKPOINTS = "checkpoints"
 
 
 def new_run_id() -> str:
@@ -68,7 +71,7 @@ def restrict(work_dir: Path) -> None:
                 os.chmod(path, PRIVATE_FILE)
 
 
-def has_checkpoints(work_dir: Path, name: str = "checkpoints") -> bool:
+def has_checkpoints(work_dir: Path, name: str = CHECKPOINTS) -> bool:
     """Whether ``work_dir/<name>`` holds a committed checkpoint, i.e. a resume would save work.
 
     A fit's checkpoint is committed by its ``latest.json`` (written last); block files

@@ -6,65 +6,59 @@ writes ``outputs/<experiment>/<run_id>/`` — ``config.yaml``, ``metrics.json``,
 ``run.log``, ``artifacts/``, ``plots/`` and ``predictions/`` — in a claimed temporary
 directory that is published only when every stage has succeeded, never over another result
 (docs/architecture.md, "Commit protocol").
+
+This module is the orchestration only (run directory, resume, the stage loop, publication);
+the stages are one module per pipeline: the recommender in ``_recommend.py``, the classifiers
+in ``_conversion.py``/``_classify.py``, product analytics in ``_analytics.py``. Every stage is
+``stage(config, state: RunState) -> None`` (``_state.py``) and reads its sources through
+``_sources.read_source``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import scipy.sparse as sp
-
-from daskflow._dask import compute
-from daskflow._errors import ConfigError, DataError, OutputError, RunInterrupted
+from daskflow._errors import ConfigError, OutputError, RunInterrupted
 from daskflow._progress import stage_label
 from daskflow._version import __version__
 from daskflow.cluster import connect, dashboard_link
 from daskflow.config import Config, config_to_yaml, redact_data
 from daskflow.experiment._analytics import stage_abtest, stage_kpis
-from daskflow.experiment._conversion import (
-    ConversionState,
-    stage_classify,
-    stage_features,
-    stage_score,
-    stage_tune,
+from daskflow.experiment._conversion import stage_classify, stage_features, stage_score, stage_tune
+from daskflow.experiment._preflight import check_performance_report, preflight
+from daskflow.experiment._recommend import (
+    stage_evaluate,
+    stage_interactions,
+    stage_predict,
+    stage_train,
+    stage_tune_recommender,
 )
-from daskflow.experiment._preflight import (
-    check_performance_report,
-    interaction_columns,
-    preflight,
-    read_source,
-)
-from daskflow.experiment._recommend_holdout import holdout_scores
 from daskflow.experiment._rundir import (
+    CHECKPOINTS,
     has_checkpoints,
     new_run_id,
-    plots_dir,
     restrict,
     write_json,
     write_private,
 )
+from daskflow.experiment._state import RunState
 from daskflow.experiment._tracking import Tracking
-from daskflow.features import InteractionMatrix, build_interactions
-from daskflow.io import SUCCESS_MARKER, PendingOutput, Publication, write_parquet
-from daskflow.models import make_model
-from daskflow.prediction import recommend_all
+from daskflow.io import SUCCESS_MARKER, PendingOutput, Publication
 from daskflow.sample import generate_lake
 
 __all__ = ["run_experiment", "RunResult"]
 
 log = logging.getLogger("daskflow")
 
-#: Directory of a run's working directory kept when the run is resumed.
-CHECKPOINTS = "checkpoints"
 
 @dataclass
 class RunResult:
@@ -76,28 +70,8 @@ class RunResult:
     models: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class _State:
-    """What stages hand to each other within one run."""
-
-    client: Any
-    work_dir: Path
-    metrics: dict[str, Any] = field(default_factory=dict)
-    matrix: InteractionMatrix | None = None
-    model: Any = None
-    item_content: Any = None  # model.content, read and checked once (train and evaluate share it)
-    conversion: ConversionState = field(default_factory=ConversionState)
-    #: The evaluation's (train, test) matrices by split, drawn once (evaluate and tune share them).
-    splits: dict[str, tuple[InteractionMatrix, InteractionMatrix]] = field(default_factory=dict)
-    #: Test-holdout metrics by (model, params, split, k, metrics): each model is tested once.
-    holdout_scores: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
-    resumed: bool = False
-    #: Results written to URIs outside the run directory: claimed when the run starts,
-    #: published after the run directory (and removed if that fails), never on a failure.
-    publish: Publication = field(default_factory=Publication)
-
-
-def run_experiment(config: Config, *, resume: str | Path | None = None, client: Any = None) -> RunResult:
+def run_experiment(config: Config, *, resume: str | os.PathLike[str] | None = None,
+                   client: Any = None) -> RunResult:
     """Run an experiment end to end and publish its run directory.
 
     The run directory and every output outside it (``predict.uri``,
@@ -140,7 +114,7 @@ def run_experiment(config: Config, *, resume: str | Path | None = None, client: 
                         elsewhere="choose another output.run_id or leave it unset for a fresh one")
     work_dir = Path(run.tmp_uri)
     outputs = Publication(inside=work_dir)
-    tracking, fitted = Tracking(config), {}
+    tracking, fitted = Tracking(config), dict[str, Any]()
     try:
         for uri, storage_options in _external_outputs(config, stages):
             # A resumed run reclaims the outputs its killed attempt had claimed.
@@ -313,7 +287,7 @@ def _run_stages(config: Config, stages: list[str], run_id: str, work_dir: Path, 
         link = dashboard_link(client)
         metrics["dashboard_link"] = link
         log.info("Dask dashboard: %s", link)
-        state = _State(client=client, work_dir=work_dir, metrics=metrics, resumed=resumed,
+        state = RunState(client=client, work_dir=work_dir, metrics=metrics, resumed=resumed,
                        publish=outputs)
         if config.data.sample is not None:
             with _stage_scope("sample"):
@@ -322,7 +296,7 @@ def _run_stages(config: Config, stages: list[str], run_id: str, work_dir: Path, 
             for stage in stages:
                 log.info("stage %s ...", stage)
                 with _stage_scope(stage):
-                    _timed(state, stage, lambda stage=stage: _STAGE_FUNCTIONS[stage](config, state))
+                    _timed(state, stage, functools.partial(_STAGE_FUNCTIONS[stage], config, state))
         if fitted is not None:
             fitted.update({config.model.name: state.model} if state.model is not None else {})
             fitted.update(state.conversion.models)
@@ -364,7 +338,7 @@ def _performance_report(config: Config, work_dir: Path) -> contextlib.AbstractCo
     return performance_report(filename=str(work_dir / "dask-performance.html"))
 
 
-def _timed(state: _State, name: str, function: Any) -> None:
+def _timed(state: RunState, name: str, function: Callable[[], Any]) -> None:
     started = time.perf_counter()
     function()
     elapsed = time.perf_counter() - started
@@ -383,174 +357,17 @@ def _ensure_sample(config: Config, client: Any) -> None:
                   client=client)
 
 
-def _stage_interactions(config: Config, state: _State) -> None:
-    spec = config.features.interactions
-    events = read_source(config, spec.source, interaction_columns(config))
-    matrix = build_interactions(events, user_col=spec.user_col, item_col=spec.item_col,
-                                weight=spec.weight, time_col=spec.time_col,
-                                block_size=spec.block_size, allow_empty_ids=spec.allow_empty_ids,
-                                client=state.client)
-    if matrix.n_users < 2 or matrix.n_items < 2:
-        raise DataError(f"the interaction matrix of source {spec.source!r} has {matrix.n_users} user(s) and "
-                        f"{matrix.n_items} item(s): a recommender needs at least 2 of each. Check "
-                        f"data.sources.{spec.source} (uri, filters)")
-    users, items = matrix.mapping_frames()
-    users.to_parquet(state.work_dir / "artifacts" / "user_index.parquet", index=False)
-    items.to_parquet(state.work_dir / "artifacts" / "item_index.parquet", index=False)
-    state.matrix = matrix
-    state.metrics["interactions"] = {
-        "users": matrix.n_users, "items": matrix.n_items, "nnz": matrix.nnz,
-        "density": matrix.nnz / max(1, matrix.n_users * matrix.n_items),
-        "user_blocks": len(matrix.user_blocks), "item_blocks": len(matrix.item_blocks),
-        "weight": spec.weight,
-    }
+def _stage_tune(config: Config, state: RunState) -> None:
+    """tune: the search of the pipeline ``tune.target`` names."""
+    assert config.tune is not None
+    if config.tune.target == "recommender":
+        stage_tune_recommender(config, state)
+    else:
+        stage_tune(config, state)
 
 
-def _stage_train(config: Config, state: _State) -> None:
-    model = make_model(config.model.name, config.model.params)
-    fit_options: dict[str, Any] = {}
-    if "checkpoint_dir" in model.get_params():
-        # The train fit checkpoints inside the run, so an interrupted run can be resumed.
-        if model.checkpoint_dir is None:
-            model.set_params(checkpoint_dir=str(state.work_dir / CHECKPOINTS / "train"))
-        fit_options["resume"] = state.resumed
-    if config.model.content is not None:
-        fit_options["item_content"] = _item_content(config, state)
-    state.model = model.fit(state.matrix, client=state.client, **fit_options)
-    if hasattr(model, "save"):
-        model.save(str(state.work_dir / "artifacts" / "model.npz"))
-    summary: dict[str, Any] = {"name": config.model.name, "params": model.get_params()}
-    for curve in ("loss_curve_", "iteration_seconds_"):
-        if hasattr(model, curve):
-            summary[curve.rstrip("_")] = [round(float(v), 6) for v in getattr(model, curve)]
-    state.metrics["model"] = summary
-    if summary.get("loss_curve"):
-        from daskflow.reporting import plot_convergence
-
-        plot_convergence({config.model.name: summary["loss_curve"]},
-                         plots_dir(state.work_dir) / "als_loss.png",
-                         title=f"{config.model.name} training loss per iteration")
-
-
-def _stage_evaluate(config: Config, state: _State) -> None:
-    spec = config.evaluate
-    assert state.matrix is not None
-    models = {config.model.name: config.model.params,
-              **{name: {} for name in spec.baselines if name != config.model.name}}
-    results: dict[str, dict[str, Any]] = {name: {} for name in models}
-    for split in spec.splits:
-        # The same split (and fits) as tune's final test: daskflow.experiment._recommend_holdout.
-        for name, params in models.items():
-            results[name][split] = dict(holdout_scores(config, state, name, params, split,
-                                                       k=tuple(spec.k), metrics=tuple(spec.metrics)))
-            scores = {k: v for k, v in results[name][split].items() if k not in ("holdout", "test_nnz")}
-            log.info("%s, %s split: %s", name, split, ", ".join(
-                f"{k}={v:.4f}" for k, v in scores.items() if k != "n_users"))
-    state.metrics["evaluation"] = results
-    if spec.cold_items is not None:
-        from daskflow.evaluation import evaluate_cold_items
-
-        cold = evaluate_cold_items(make_model(config.model.name, config.model.params), state.matrix,
-                                   _item_content(config, state), share=spec.cold_items, k=spec.k,
-                                   seed=config.experiment.seed, client=state.client)
-        state.metrics["cold_start"] = cold
-        log.info("cold items (%d held out): %s", cold["n_cold_items"], ", ".join(
-            f"{name} auc={scores['auc']:.4f}" for name, scores in cold["scorers"].items()))
-    from daskflow.reporting import plot_ranking_metrics
-
-    per_model = {f"{name} ({split})": {k: v for k, v in scores.items() if "@" in k}
-                 for name, splits in results.items() for split, scores in splits.items()}
-    plot_ranking_metrics(per_model, plots_dir(state.work_dir) / "ranking_metrics.png")
-
-
-def _item_content(config: Config, state: _State) -> Any:
-    """model.content as an ItemContent, its table checked (and encoder fitted) up front."""
-    from daskflow._errors import DaskflowError
-    from daskflow.models import ContentEncoder, ContentToFactors, ItemContent
-
-    spec = config.model.content
-    assert spec is not None and state.matrix is not None
-    if state.item_content is not None:
-        return state.item_content
-    where = f"model.content (data.sources.{spec.source})"
-    table = read_source(config, spec.source, None if spec.columns is None else [spec.id, *spec.columns])
-    present = [str(c) for c in table.columns]
-    if spec.id not in present:
-        raise ConfigError(f"model.content.id is {spec.id!r} but the item table data.sources.{spec.source} "
-                          f"has no such column (found {', '.join(present)}): set model.content.id to its "
-                          "item ID column")
-    missing = [c for c in spec.columns or () if c not in present]
-    if missing:
-        raise ConfigError(f"model.content.columns names {', '.join(map(repr, missing))}, missing from "
-                          f"data.sources.{spec.source} (found {', '.join(present)})")
-    encoder = ContentEncoder(id_col=spec.id, columns=spec.columns, separators=spec.separators or None,
-                             max_categories=spec.max_categories)
-    content = ItemContent(table, id_col=spec.id, encoder=encoder,
-                          regressor=ContentToFactors(model=spec.model, **spec.params))
-    try:
-        content.fit_encoder(client=state.client)
-        check = ContentToFactors(model=spec.model, **spec.params)
-        from daskflow.models._params import check_params
-
-        check_params(check, check._rules)
-    except DaskflowError as exc:
-        raise type(exc)(f"{exc} ({where})") from exc
-    ids = content.frame(client=state.client)[spec.id].astype(str)
-    if not ids.isin(state.matrix.item_ids.astype(str)).any():
-        raise DataError(f"no warm items with content: none of the {len(ids)} values of column {spec.id!r} "
-                        f"of data.sources.{spec.source} (e.g. {', '.join(map(repr, ids[:3]))}) is an item of "
-                        f"the interactions (features.interactions.item_col "
-                        f"{config.features.interactions.item_col!r}, e.g. "
-                        f"{', '.join(map(repr, map(str, state.matrix.item_ids[:3])))}): set model.content.id "
-                        "to the column holding the same item IDs")
-    state.item_content = content
-    return content
-
-
-def _stage_predict(config: Config, state: _State) -> None:
-    spec = config.predict
-    assert state.matrix is not None and state.model is not None
-    uri = spec.uri or str(state.work_dir / "predictions" / "recommendations.parquet")
-    frame = recommend_all(state.model, state.matrix, n=spec.n, filter_seen=spec.filter_seen)
-    write_parquet(frame, uri, storage_options=spec.storage_options, publish=state.publish)
-    state.metrics["predict"] = {"uri": spec.uri or "predictions/recommendations.parquet",
-                                "users": state.matrix.n_users, "n": spec.n}
-    if spec.examples:
-        state.metrics["predict"]["examples"] = _example_recommendations(config, state)
-
-
-def _example_recommendations(config: Config, state: _State) -> list[dict[str, Any]]:
-    """The first ``predict.examples`` users' top items, labelled from ``predict.item_names``."""
-    spec = config.predict
-    matrix, model = state.matrix, state.model
-    assert matrix is not None
-    users = list(matrix.user_ids[:spec.examples])
-    # The first users' rows from the first block(s): nothing else is gathered.
-    needed = int(np.searchsorted(matrix.user_bounds, len(users), side="left"))
-    blocks = compute(list(matrix.user_blocks[:max(needed, 1)]), state.client)
-    seen = sp.vstack([block.csr for block in blocks], format="csr")[:len(users)]
-    # By row index: every recommender takes those (not all of them keep the original IDs).
-    items, _ = model.recommend(np.arange(len(users)), seen, n=min(spec.n, 5), filter_seen=spec.filter_seen)
-    # A model with cold items (model.content) knows more items than the matrix, as in recommend_all.
-    known = getattr(model, "item_ids_", None)
-    item_ids = known if known is not None and len(known) > matrix.n_items else matrix.item_ids
-    ids = [[str(item_ids[i]) for i in row if i >= 0] for row in items]
-    labels: dict[str, str] = {}
-    if spec.item_names is not None:
-        names = spec.item_names
-        wanted = {item for row in ids for item in row}
-        table = read_source(config, names.source, [names.id, *names.columns])
-        (found,) = compute([table[table[names.id].astype(str).isin(sorted(wanted))]], state.client)
-        labels = {str(row[0]): " · ".join(str(v) for v in row[1:])
-                  for row in found[[names.id, *names.columns]].itertuples(index=False)}
-    return [{"user": str(user), **{str(rank): f"{item} ({labels[item]})" if item in labels else item
-                                   for rank, item in enumerate(row, start=1)}}
-            for user, row in zip(users, ids)]
-
-
-_STAGE_FUNCTIONS = {"kpis": lambda config, state: stage_kpis(config, state, read_source),
-                    "interactions": _stage_interactions, "train": _stage_train,
-                    "evaluate": _stage_evaluate, "predict": _stage_predict,
-                    "features": lambda config, state: stage_features(config, state, read_source),
-                    "classify": stage_classify, "tune": stage_tune, "score": stage_score,
-                    "abtest": lambda config, state: stage_abtest(config, state, read_source)}
+#: Each stage's function, called with the config and the run state in STAGES' order.
+_STAGE_FUNCTIONS: dict[str, Callable[[Config, RunState], None]] = {
+    "kpis": stage_kpis, "interactions": stage_interactions, "train": stage_train,
+    "evaluate": stage_evaluate, "predict": stage_predict, "features": stage_features,
+    "classify": stage_classify, "tune": _stage_tune, "score": stage_score, "abtest": stage_abtest}

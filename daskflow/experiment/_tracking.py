@@ -267,9 +267,10 @@ class Tracking:
         """Create the MLflow run (RUNNING); returns the ``metrics.json`` entry naming it."""
         if self.spec is None:
             return {}
+        spec = self.spec
 
         def create() -> Any:
-            tracker = _tracker(self.spec.tracking_uri)
+            tracker = _tracker(spec.tracking_uri)
             experiment = tracker.get_experiment_by_name(self.experiment)
             if experiment is None:
                 try:
