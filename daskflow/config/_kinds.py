@@ -22,16 +22,12 @@ from typing import Any
 
 from daskflow._errors import ConfigError
 
-__all__ = ["KIND_OF_KEY", "DEFAULTS", "resolve_overridden_kind", "other_kind_problem"]
+__all__ = ["KIND_OF_KEY", "resolve_overridden_kind", "other_kind_problem"]
 
 #: The kind whose backend reads each key of the cluster section.
 KIND_OF_KEY = {"n_workers": "local", "threads_per_worker": "local", "memory_limit": "local",
                "processes": "local", "dashboard_address": "local", "address": "remote",
                "connect_timeout": "remote", "kubernetes": "kubernetes"}
-#: Defaults of the cluster section's keys (those of ClusterConfig).
-DEFAULTS: dict[str, Any] = {"n_workers": 2, "threads_per_worker": 1, "memory_limit": "auto",
-                            "processes": True, "dashboard_address": ":8787", "address": None,
-                            "connect_timeout": 10.0, "kubernetes": None}
 #: Keys whose override alone says which kind is meant (local's keys do not: see the module
 #: docstring; running here instead of on the file's scheduler must be asked for by kind).
 _SWITCHES = {"address": "remote", "kubernetes": "kubernetes"}

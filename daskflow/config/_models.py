@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from daskflow.config._kinds import DEFAULTS as CLUSTER_DEFAULTS
+from daskflow.config._defaults import library_default
 from daskflow.config._kinds import other_kind_problem
 from daskflow.config._redact import Secrets
 from daskflow.io._filters import filters_as_tuples
@@ -320,7 +320,8 @@ class ClusterConfig(_Section):
         if isinstance(data, dict):  # a setting of another kind is an error, never ignored (_kinds)
             for key, value in data.items():
                 # address and kubernetes: _address_matches_kind, with the value's secrets hidden
-                if key not in ("address", "kubernetes") and value != CLUSTER_DEFAULTS.get(key, value):
+                default = cls.model_fields[key].default if key in cls.model_fields else value
+                if key not in ("address", "kubernetes") and value != default:
                     problem = other_kind_problem(key, value, data.get("kind", "local"))
                     if problem is not None:
                         raise ValueError(problem)
@@ -342,9 +343,9 @@ class SampleConfig(_Section):
     """A generated sample lake, written to ``path`` when it is not there yet."""
 
     path: str = "data/sample"
-    scale: Literal["small", "medium", "large"] = "small"
-    format: Literal["parquet", "orc"] = "parquet"
-    seed: int = 0
+    scale: Literal["small", "medium", "large"] = library_default("sample", "generate_lake", "scale")
+    format: Literal["parquet", "orc"] = library_default("sample", "generate_lake", "format")
+    seed: int = library_default("sample", "generate_lake", "seed")
 
 
 
@@ -412,13 +413,16 @@ class InteractionsConfig(_Section):
     """How the listens table becomes a users x items matrix."""
 
     source: str = "listens"
-    user_col: str = "user_id"
-    item_col: str = "track_id"
-    weight: str = Field("count", description="'count' (one per row) or a numeric column to sum.")
-    time_col: str = "ts"
-    block_size: PositiveInt = Field(50_000, description="Users (or items) per CSR row-block; at most "
+    user_col: str = library_default("features", "build_interactions", "user_col")
+    item_col: str = library_default("features", "build_interactions", "item_col")
+    weight: str = Field(library_default("features", "build_interactions", "weight"),
+                        description="'count' (one per row) or a numeric column to sum.")
+    time_col: str = library_default("features", "build_interactions", "time_col")
+    block_size: PositiveInt = Field(library_default("features", "build_interactions", "block_size"),
+                                    description="Users (or items) per CSR row-block; at most "
                                     "10,000 blocks a side (see docs/configuration.md).")
-    allow_empty_ids: bool = Field(False, description="Count empty or whitespace-only user/item IDs as "
+    allow_empty_ids: bool = Field(library_default("features", "build_interactions", "allow_empty_ids"),
+                                  description="Count empty or whitespace-only user/item IDs as "
                                   "IDs instead of refusing them.")
 
     @model_validator(mode="after")
@@ -691,8 +695,8 @@ class ContentConfig(_Section):
     columns: tuple[str, ...] | None = Field(None, description="Content columns; default: all but id.")
     separators: dict[str, str] = Field(default_factory=dict, description="Multi-valued string columns: "
                                        "column -> separator, e.g. {genres: '|'}.")
-    max_categories: PositiveInt = 2000
-    model: Literal["ridge", "mlp"] = "ridge"
+    max_categories: PositiveInt = library_default("models", "ContentEncoder", "max_categories")
+    model: Literal["ridge", "mlp"] = library_default("models", "ContentToFactors", "model")
     params: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("separators")
@@ -737,9 +741,13 @@ class EvaluateConfig(_Section):
     """Leave-k-out evaluation with ranking metrics."""
 
     splits: tuple[Literal["random", "by_time"], ...] = ("random", "by_time")
-    holdout: PositiveInt = Field(1, description="Items held out per user (the k of leave-k-out).")
-    min_user_items: PositiveInt = Field(3, description="Users with fewer distinct items are not evaluated.")
-    k: tuple[PositiveInt, ...] = (5, 10)
+    holdout: PositiveInt = Field(library_default("features", "leave_k_out_split", "k"),
+                                 description="Items held out per user (the k of leave-k-out).")
+    min_user_items: PositiveInt = Field(library_default("features", "leave_k_out_split", "min_items"),
+                                        description="Users with fewer distinct items are not evaluated.")
+    k: tuple[PositiveInt, ...] = library_default("evaluation", "evaluate_ranking", "k")
+    #: The experiment's own choice, not evaluate_ranking's (which adds auc): AUC ranks every
+    #: item of every user, far slower than the cut-off metrics on a large catalogue.
     metrics: tuple[Literal["precision", "recall", "map", "ndcg", "auc"], ...] = (
         "precision", "recall", "map", "ndcg")
     baselines: tuple[str, ...] = Field((), description="Models (default parameters) evaluated on "
@@ -767,11 +775,12 @@ class TuneConfig(_Section):
         "recommender of model.name.")
     model: str | None = Field(None, description="The conversion.models entry to tune; default: the "
                               "first one. Not used for the recommender (model.name is tuned).")
-    method: Literal["grid", "random"] = "grid"
+    method: Literal["grid", "random"] = library_default("tuning", "search", "method")
     params: dict[str, tuple[Any, ...]] = Field(min_length=1)
     metric: str | None = Field(None, description="Default roc_auc (conversion) or ndcg@10 (recommender).")
-    n_trials: PositiveInt | None = None
-    folds: PositiveInt = Field(3, description="k of stratified k-fold (conversion, >= 2) or the number of "
+    n_trials: PositiveInt | None = library_default("tuning", "search", "n_trials")
+    folds: PositiveInt = Field(library_default("tuning", "search", "folds"),
+                               description="k of stratified k-fold (conversion, >= 2) or the number of "
                                "repeated leave-k-out splits (recommender).")
     holdout: float | None = Field(None, gt=0, lt=1, description="Validate on one holdout share instead "
                                   "of k folds (conversion).")
@@ -825,8 +834,8 @@ class ItemNamesConfig(_Section):
 class PredictConfig(_Section):
     """Top-N recommendations for every user, written as Parquet."""
 
-    n: PositiveInt = 10
-    filter_seen: bool = True
+    n: PositiveInt = library_default("prediction", "recommend_all", "n")
+    filter_seen: bool = library_default("prediction", "recommend_all", "filter_seen")
     uri: str | None = Field(None, description="Where to write; default: "
                             "<run dir>/predictions/recommendations.parquet.")
     storage_options: dict[str, Any] = Field(default_factory=dict)
@@ -945,7 +954,7 @@ class AbtestAssignmentsConfig(_Section):
     time: str = Field("assigned_at", description="When the unit was assigned: metric windows start there.")
     control: str = Field("control", description="The control variant's value in the variant column.")
     experiment: str | None = Field(None, description="The experiment to analyse when the log holds several.")
-    experiment_column: str = "experiment"
+    experiment_column: str = library_default("analytics", "assignment_units", "experiment_column")
 
 
 class AbtestCupedConfig(_Section):
@@ -995,15 +1004,18 @@ class AbtestConfig(_Section):
     assignments: AbtestAssignmentsConfig
     metrics: dict[str, AbtestMetricConfig] = Field(min_length=1)
     correction: Literal["none", "bonferroni", "holm", "bh"] = Field(
-        "holm", description="Multiple-testing correction over every (metric, treatment variant).")
-    alpha: float = Field(0.05, gt=0, lt=1)
+        library_default("analytics", "analyze_abtest", "correction"),
+        description="Multiple-testing correction over every (metric, treatment variant).")
+    alpha: float = Field(library_default("analytics", "analyze_abtest", "alpha"), gt=0, lt=1)
     split: dict[str, Annotated[float, Field(gt=0)]] | None = Field(
         None, description="The design's share of each variant (SRM check); default equal shares.")
-    srm_threshold: float = Field(0.001, gt=0, lt=1, description="A chi-square p-value below this flags a "
+    srm_threshold: float = Field(library_default("analytics", "analyze_abtest", "srm_threshold"), gt=0, lt=1,
+                                 description="A chi-square p-value below this flags a "
                                  "sample-ratio mismatch.")
     fail_on_srm: bool = Field(False, description="Fail the run (exit 2) on a sample-ratio mismatch instead "
                               "of flagging it.")
-    power: float = Field(0.8, gt=0, lt=1, description="Power of the minimum detectable effect.")
+    power: float = Field(library_default("analytics", "analyze_abtest", "power"), gt=0, lt=1,
+                         description="Power of the minimum detectable effect.")
     planned_units: PositiveInt | None = Field(None, description="Units the test is planned for (MDE and "
                                               "the sequential boundary); default the units so far.")
 
@@ -1020,9 +1032,12 @@ class KpisActiveConfig(_Section):
 
     where: list[Any] | None = Field(None, description="DNF filters on the events, as data.sources' filters; "
                                     "default every event.")
-    min_events: PositiveInt = Field(1, description="Matching events a user needs on a day to be active.")
-    wau_days: PositiveInt = Field(7, description="WAU's trailing window, in days.")
-    mau_days: PositiveInt = Field(30, description="MAU's trailing window, in days.")
+    min_events: PositiveInt = Field(library_default("analytics", "activity_kpis", "min_events"),
+                                    description="Matching events a user needs on a day to be active.")
+    wau_days: PositiveInt = Field(library_default("analytics", "activity_kpis", "wau_days"),
+                                  description="WAU's trailing window, in days.")
+    mau_days: PositiveInt = Field(library_default("analytics", "activity_kpis", "mau_days"),
+                                  description="MAU's trailing window, in days.")
 
     @field_validator("where", mode="before")
     @classmethod
@@ -1046,11 +1061,13 @@ class KpisRetentionConfig(_Section):
 
     cohort: Literal["first_activity", "signup"] = Field("first_activity", description="Cohort by the "
                                                         "period of first activity or of signup.")
-    period: Literal["day", "week", "month"] = "day"
+    period: Literal["day", "week", "month"] = library_default("analytics", "activity_kpis",
+                                                              "retention_period")
     periods: PositiveInt | None = Field(None, description="The last offset shown; default all the data can "
                                         "observe.")
     users: str = Field("users", description="cohort: signup: the data.sources entry of the users table.")
-    signup: str = Field("signup_date", description="cohort: signup: the users table's signup column.")
+    signup: str = Field(library_default("analytics", "activity_kpis", "signup_column"),
+                        description="cohort: signup: the users table's signup column.")
 
 
 class KpisFunnelStepConfig(_Section):
@@ -1095,7 +1112,8 @@ class KpisConfig(_Section):
     user: str | None = Field(None, description="Default features.interactions.user_col.")
     time: str | None = Field(None, description="Default features.interactions.time_col.")
     active: KpisActiveConfig = KpisActiveConfig()
-    lifecycle_period: Literal["day", "week", "month"] = "week"
+    lifecycle_period: Literal["day", "week", "month"] = library_default("analytics", "activity_kpis",
+                                                                        "lifecycle_period")
     retention: KpisRetentionConfig = KpisRetentionConfig()
     funnels: dict[str, KpisFunnelConfig] = Field(default_factory=dict)
 
