@@ -40,7 +40,6 @@ __all__ = [
     "EvaluateConfig",
     "TuneConfig",
     "PredictConfig",
-    "ConversionConfig",
     "ClassifyConfig",
     "ClassifySelectionConfig",
     "TableConfig",
@@ -48,9 +47,7 @@ __all__ = [
     "TableSplitConfig",
     "AggregatesConfig",
     "AggregateEventsConfig",
-    "ConversionSourcesConfig",
     "ClassifierConfig",
-    "ConversionSplitConfig",
     "ConvergenceConfig",
     "ScoreConfig",
     "OutputConfig",
@@ -467,12 +464,15 @@ class TableLabelConfig(_Section):
                          "refused).")
     name: str | None = Field(None, min_length=1, description="label.source: the label column's name "
                              "(default <source>_within_<within_days>d).")
+    closed: Literal["left", "right"] = Field("left", description="label.source: left: the window is [start, "
+                                             "start + within_days); right: (start, start + within_days].")
 
     @model_validator(mode="after")
     def _one_kind(self) -> TableLabelConfig:
         by_column = self.column is not None or self.positive is not None
         by_events = any(v is not None for v in (self.source, self.id, self.time, self.within_days,
-                                                 self.anchor, self.name)) or self.censor
+                                                 self.anchor, self.name)) or self.censor \
+            or self.closed != "left"
         if by_column == by_events:
             raise ValueError("give either column and positive (a label column) or source, time and "
                              "within_days (a label from events after features.aggregates.cutoff)")
@@ -551,6 +551,10 @@ class TableConfig(_Section):
     categorical: tuple[str, ...] | None = Field(None, description="Columns to one-hot encode.")
     numeric: tuple[str, ...] | None = Field(None, description="Columns to standardise.")
     log: tuple[str, ...] = Field((), description="Numeric columns taken as log1p before scaling.")
+    smooth: dict[str, str] = Field({}, description="{rate column: count column}: rates from few events "
+                                   "pulled toward the training rows' pooled rate by prior_events "
+                                   "pseudo-events.")
+    prior_events: float = Field(5.0, gt=0, description="smooth: the pseudo-events of the prior.")
     drop: tuple[str, ...] = Field((), description="Columns not used. Every column not named anywhere is a "
                                   "feature, its role inferred from its type (logged).")
 
@@ -771,9 +775,9 @@ class TuneConfig(_Section):
     """Hyperparameter search (the `tune` stage): trials fanned out on the cluster."""
 
     target: Literal["conversion", "recommender"] = Field(
-        "conversion", description="What to tune: a conversion classifier (conversion.models) or the "
+        "conversion", description="What to tune: a classifier (classify.models) or the "
         "recommender of model.name.")
-    model: str | None = Field(None, description="The conversion.models entry to tune; default: the "
+    model: str | None = Field(None, description="The classify.models entry to tune; default: the "
                               "first one. Not used for the recommender (model.name is tuned).")
     method: Literal["grid", "random"] = library_default("tuning", "search", "method")
     params: dict[str, tuple[Any, ...]] = Field(min_length=1)
@@ -810,7 +814,7 @@ class TuneConfig(_Section):
                 raise ValueError(f"tune.metric {self.metric!r} is not a ranking metric: expected "
                                  "precision@k, recall@k, map@k, ndcg@k or auc")
             if self.model is not None:
-                raise ValueError("tune.model names a conversion.models entry; the recommender tuned is "
+                raise ValueError("tune.model names a classify.models entry; the recommender tuned is "
                                  "model.name: remove tune.model")
             if self.holdout is not None:
                 raise ValueError("tune.holdout is for classifiers; the recommender holds out "
@@ -843,15 +847,6 @@ class PredictConfig(_Section):
     item_names: ItemNamesConfig | None = None
 
 
-class ConversionSourcesConfig(_Section):
-    """The ``data.sources`` entries the conversion features are built from."""
-
-    listens: str = "listens"
-    users: str = "users"
-    impressions: str = "ad_impressions"
-    conversions: str = "conversions"
-
-
 class ClassifierConfig(_Section):
     """One classifier of the comparison: a registered model and its constructor arguments."""
 
@@ -864,27 +859,19 @@ class ClassifierConfig(_Section):
         return _registered(name, "classifier", "classifier")
 
 
-class ConversionSplitConfig(_Section):
-    """How exposed users are split into training and test users."""
-
-    by: Literal["user", "time"] = Field("user", description="'user': a stable hash of user_id; 'time': "
-                                        "users first exposed later are the test set.")
-    test_size: float = Field(0.25, gt=0, lt=1)
-
-
 class ConvergenceConfig(_Section):
     """The SGD convergence plot: one SGD fit per step size, loss per iteration."""
 
-    model: str = Field(description="A conversion.models entry using logistic_regression with solver sgd.")
+    model: str = Field(description="A classify.models entry using logistic_regression with solver sgd.")
     step_sizes: tuple[Annotated[float, Field(gt=0)], ...] = Field(min_length=1)
 
 
 class ScoreConfig(_Section):
-    """P(convert) for every user, written as Parquet (user_id, p_convert, decile)."""
+    """P(positive) for every entity, written as Parquet (id, probability, decile)."""
 
-    model: str | None = Field(None, description="The conversion.models entry that scores; default: the "
-                              "best test ROC AUC.")
-    uri: str | None = Field(None, description="Default: <run dir>/predictions/conversion_scores.parquet.")
+    model: str | None = Field(None, description="The classify.models entry that scores; default: the best "
+                              "validation score on the training rows (classify.selection).")
+    uri: str | None = Field(None, description="Default: <run dir>/predictions/scores.parquet.")
     storage_options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -892,44 +879,8 @@ def _default_classifiers() -> dict[str, ClassifierConfig]:
     return {"logistic_regression": ClassifierConfig(model="logistic_regression")}
 
 
-class ConversionConfig(_Section):
-    """The conversion model P(convert | saw house ad): features, classifiers, evaluation, scoring."""
-
-    sources: ConversionSourcesConfig = ConversionSourcesConfig()
-    window_days: PositiveInt = Field(7, description="A conversion counts within this many days after "
-                                     "the first impression.")
-    session_gap_minutes: PositiveInt = 30
-    features_uri: str | None = Field(None, description="Reuse features saved here, or save them here "
-                                     "when missing.")
-    storage_options: dict[str, Any] = Field(default_factory=dict)
-    split: ConversionSplitConfig = ConversionSplitConfig()
-    models: dict[str, ClassifierConfig] = Field(default_factory=_default_classifiers, min_length=1)
-    in_memory_bytes: int = Field(256 * 2**20, ge=0, description="Training and test tables up to this "
-                                 "size are gathered and fitted in memory; larger ones block by block "
-                                 "on the cluster. 0: always on the cluster.")
-    depths: tuple[Annotated[float, Field(gt=0, le=1)], ...] = (0.05, 0.1, 0.2, 0.3, 0.5)
-    calibration_bins: int = Field(10, ge=2)
-    bootstrap: int = Field(200, ge=0, description="Resamples behind the report's 95% intervals of test "
-                           "ROC AUC and kept@depth; 0: no intervals.")
-    convergence: ConvergenceConfig | None = None
-    score: ScoreConfig = ScoreConfig()
-
-    @model_validator(mode="after")
-    def _names_exist(self) -> ConversionConfig:
-        names = ", ".join(self.models)
-        if self.convergence is not None:
-            entry = self.models.get(self.convergence.model)
-            if entry is None:
-                raise ValueError(f"conversion.convergence.model {self.convergence.model!r} is not in "
-                                 f"conversion.models ({names})")
-            if entry.model != "logistic_regression" or entry.params.get("solver") != "sgd":
-                raise ValueError(f"conversion.convergence.model {self.convergence.model!r} must be a "
-                                 "logistic_regression with params.solver: sgd")
-        return self  # score.model: Config (it may name a classify.models entry)
-
-
 class ClassifySelectionConfig(_Section):
-    """How score picks its model when conversion.score.model is unset: validation on training rows only."""
+    """How score picks its model when classify.score.model is unset: validation on training rows only."""
 
     metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = "roc_auc"
     folds: int = Field(3, ge=2, description="k of stratified k-fold over the training rows.")
@@ -938,11 +889,65 @@ class ClassifySelectionConfig(_Section):
 
 
 class ClassifyConfig(_Section):
-    """The classifiers of the classify, tune and score stages (the generic home of conversion.models)."""
+    """The classifiers of the classify, tune and score stages, their evaluation and the scoring."""
 
-    models: dict[str, ClassifierConfig] | None = Field(None, min_length=1, description="Name -> "
-                                                       "classifier; default conversion.models.")
+    models: dict[str, ClassifierConfig] = Field(default_factory=_default_classifiers, min_length=1,
+                                                description="Name -> classifier.")
     selection: ClassifySelectionConfig = ClassifySelectionConfig()
+    in_memory_bytes: int = Field(256 * 2**20, ge=0, description="Training and test tables up to this "
+                                 "size are gathered and fitted in memory; larger ones block by block "
+                                 "on the cluster. 0: always on the cluster.")
+    depths: tuple[Annotated[float, Field(gt=0, le=1)], ...] = Field(
+        (0.05, 0.1, 0.2, 0.3, 0.5), description="Shares of the test rows targeted (gains / targeting curve).")
+    calibration_bins: int = Field(10, ge=2)
+    bootstrap: int = Field(200, ge=0, description="Resamples behind the report's 95% intervals of test "
+                           "ROC AUC and kept@depth; 0: no intervals.")
+    convergence: ConvergenceConfig | None = Field(None, description="The SGD convergence plot.")
+    score: ScoreConfig = ScoreConfig()
+
+    @model_validator(mode="after")
+    def _names_exist(self) -> ClassifyConfig:
+        names = ", ".join(self.models)
+        if self.convergence is not None:
+            entry = self.models.get(self.convergence.model)
+            if entry is None:
+                raise ValueError(f"classify.convergence.model {self.convergence.model!r} is not in "
+                                 f"classify.models ({names})")
+            if entry.model != "logistic_regression" or entry.params.get("solver") != "sgd":
+                raise ValueError(f"classify.convergence.model {self.convergence.model!r} must be a "
+                                 "logistic_regression with params.solver: sgd")
+        if self.score.model is not None and self.score.model not in self.models:
+            raise ValueError(f"classify.score.model {self.score.model!r} is not in classify.models ({names})")
+        return self
+
+
+#: The keys of the conversion: section, which the generic layer replaced, and what replaces each.
+RETIRED_CONVERSION_KEYS = {
+    "sources": "features.table.source (the entity table) and features.aggregates.events.<name>.source "
+               "(each event log)",
+    "window_days": "features.table.label.within_days (with label.source, anchor and closed)",
+    "session_gap_minutes": "features.aggregates.events.<name>.sessions.gap_minutes",
+    "features_uri": "nothing: the feature table is built each run (features.table)",
+    "storage_options": "data.sources.<name>.storage_options (or classify.score.storage_options)",
+    "split": "features.table.split (hash: user_id with test_size, column, or time with cutoff)",
+    "models": "classify.models",
+    "in_memory_bytes": "classify.in_memory_bytes",
+    "depths": "classify.depths",
+    "calibration_bins": "classify.calibration_bins",
+    "bootstrap": "classify.bootstrap",
+    "convergence": "classify.convergence",
+    "score": "classify.score",
+}
+
+
+def _retired_conversion(section: Any) -> str:
+    """The message for an old conversion: section: each key given and the key that replaces it."""
+    keys = list(section) if isinstance(section, dict) and section else list(RETIRED_CONVERSION_KEYS)
+    lines = [f"conversion.{key} -> {RETIRED_CONVERSION_KEYS.get(key, 'no replacement (unknown key)')}"
+             for key in keys]
+    return ("the conversion: section is gone: the classifier workload is configured by features.table, "
+            "features.aggregates, features.derived and classify (configs/conversion.yaml, "
+            "docs/conversion.md). Move " + "; ".join(lines))
 
 
 class AbtestAssignmentsConfig(_Section):
@@ -1148,7 +1153,6 @@ class Config(_Section):
     features: FeaturesConfig = FeaturesConfig()
     model: ModelConfig = ModelConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
-    conversion: ConversionConfig = ConversionConfig()
     classify: ClassifyConfig = ClassifyConfig()
     tune: TuneConfig | None = None
     abtest: AbtestConfig | None = None
@@ -1162,6 +1166,13 @@ class Config(_Section):
     def secrets(self) -> Secrets:
         """The secrets of this config: what ``config_to_yaml``, messages and logs hide."""
         return self._secrets
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_conversion_section(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "conversion" in data:
+            raise ValueError(_retired_conversion(data["conversion"]))
+        return data
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
@@ -1216,34 +1227,24 @@ class Config(_Section):
                 raise ValueError(f"features.table.label.anchor is {anchor!r}, not an entry of "
                                  f"features.aggregates.anchors (has {defined})")
         if conversion_stages and table is None:
-            wanted = self.conversion.sources.model_dump().items()
-            missing = [f"{role}={name!r}" for role, name in wanted if name not in self.data.sources]
-            if missing:
-                raise ValueError(f"stage(s) {sorted(conversion_stages)} read conversion.sources "
-                                 f"{', '.join(missing)}, missing from data.sources (has "
-                                 f"{', '.join(sorted(self.data.sources))})")
-        if self.classify.models is not None and "models" in self.conversion.model_fields_set:
-            raise ValueError("both classify.models and conversion.models are given: keep one "
-                             "(classify.models is the generic home; conversion.models the older spelling)")
+            raise ValueError(f"stage(s) {sorted(conversion_stages)} classify the rows of features.table, "
+                             "which is not set: add features.table (source, id, label, split; "
+                             "docs/features.md), e.g. configs/conversion.yaml")
         key, models = self.classifiers_key, self.classifiers
         if self.tune is not None and self.tune.target == "conversion" and self.tune.model is not None \
                 and self.tune.model not in models:
             raise ValueError(f"tune.model {self.tune.model!r} is not in {key} ({', '.join(models)})")
-        score_model = self.conversion.score.model
-        if score_model is not None and score_model not in models:
-            raise ValueError(f"conversion.score.model {score_model!r} is not in {key} ({', '.join(models)})")
         return self
 
     @property
     def classifiers(self) -> dict[str, ClassifierConfig]:
-        """The classifiers of classify, tune and score: classify.models, else conversion.models."""
-        models = self.classify.models if self.classify.models is not None else self.conversion.models
-        return dict(models)
+        """The classifiers of classify, tune and score (classify.models)."""
+        return dict(self.classify.models)
 
     @property
     def classifiers_key(self) -> str:
         """Where :attr:`classifiers` come from, for messages."""
-        return "classify.models" if self.classify.models is not None else "conversion.models"
+        return "classify.models"
 
 
 def stages_to_run(config: Config) -> list[str]:

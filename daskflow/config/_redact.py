@@ -14,7 +14,7 @@ The rule (docs/security.md explains it for users). A value is secret when
    credential: key, secret, token, password, passwd, credential, auth, private...
    (``access_key``, ``AWS_SECRET_ACCESS_KEY``, ``apiKey`` all match). Keys that
    daskflow's schema defines (``env_from_secrets`` names Kubernetes Secrets, it does
-   not hold them) and the names of ``data.sources`` / ``conversion.models`` entries
+   not hold them) and the names of ``data.sources`` / ``classify.models`` entries
    are never taken for credentials;
 4. it is the password of a URL with credentials, ``scheme://user:password@host``.
 

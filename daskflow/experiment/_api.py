@@ -13,7 +13,7 @@ from daskflow._errors import ClusterError, ConfigError
 __all__ = ["ExperimentResult", "run"]
 
 #: metrics.json entries naming a prediction table the run wrote: (entry, table name).
-_PREDICTIONS = (("predict", "recommendations"), (("conversion", "score"), "conversion_scores"))
+_PREDICTIONS = (("predict", "recommendations"), (("classify", "score"), "scores"))
 
 
 @dataclass
@@ -25,8 +25,8 @@ class ExperimentResult:
     run_dir : the published run directory (``output.dir/<experiment>/<run_id>``)
     metrics : ``metrics.json`` as a dict (secrets hidden, as in the file)
     models : the fitted estimators by name: the recommender under ``model.name``, each
-        conversion model under its ``conversion.models`` name
-    predictions : the tables the run wrote (``recommendations``, ``conversion_scores``), as
+        classifier under its ``classify.models`` name
+    predictions : the tables the run wrote (``recommendations``, ``scores``), as
         lazy Dask DataFrames read back from where they were published
     config : the resolved :class:`~daskflow.config.Config` the run ran
     """
@@ -150,6 +150,6 @@ def _predictions(config: Any, run_dir: Path, metrics: Mapping[str, Any]) -> dict
             found[name] = read_table(str(run_dir / uri), format="parquet", name=name)
         else:
             options = (config.predict.storage_options if name == "recommendations"
-                       else config.conversion.score.storage_options)
+                       else config.classify.score.storage_options)
             found[name] = read_table(uri, format="parquet", storage_options=options, name=name)
     return found

@@ -1,17 +1,18 @@
 """The classify workload on the user's own entity table (``features.table``), and model choice.
 
-``features.table`` names a source with one row per entity, its id, label and split; the
-stages of ``_conversion`` take it instead of the sample lake's house-ad features when it is
-set. This module turns that section into the keyword arguments of
-:func:`daskflow.features.tabular.build_entity_table`, encodes the training and test rows,
-scores every entity, and chooses the scoring model by validation on the training rows only
+``features.table`` names a source with one row per entity, its id, label and split, which
+``features.aggregates`` and ``features.derived`` add columns to; the stages of ``_conversion``
+classify its rows. This module turns those sections into the arguments of
+:func:`daskflow.features.tabular.build_aggregates`, ``add_derived`` and ``build_entity_table``,
+encodes the training and test rows, scores every entity (:func:`daskflow.prediction.score_entities`),
+and chooses the scoring model by validation on the training rows only
 (``classify.selection``): the test rows are touched once, for the final report.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,7 +22,12 @@ from daskflow.experiment._sources import read_source
 from daskflow.experiment._state import RunState
 from daskflow.io import write_parquet
 
-__all__ = ["metrics_section", "table_arguments", "check_table_source", "table_features", "aggregate_specs",
+if TYPE_CHECKING:
+    import dask.dataframe as dd
+    from distributed import Client
+
+__all__ = ["metrics_section", "table_arguments", "check_table_source", "table_features", "table_frame",
+           "aggregate_specs", "aggregate_anchors",
            "aggregate_sources", "event_label", "check_aggregate_sources",
            "split_and_encode_table", "needs_choice", "validation_score", "chosen_model", "score_table"]
 
@@ -29,8 +35,8 @@ log = logging.getLogger("daskflow")
 
 
 def metrics_section(config: Config) -> str:
-    """Where the classifier metrics go in metrics.json: ``classify`` for a table, else ``conversion``."""
-    return "classify" if config.features.table is not None else "conversion"
+    """Where the classifier metrics go in metrics.json: ``classify``."""
+    return "classify"
 
 
 def table_arguments(config: Config) -> dict[str, Any]:
@@ -52,12 +58,18 @@ def table_arguments(config: Config) -> dict[str, Any]:
     label_column, positive = spec.label.column, spec.label.positive
     if spec.label.from_events:
         label_column, positive = event_label(config).column, 1
-    numeric = spec.numeric
-    if numeric is not None and config.features.aggregates is not None:
-        numeric = (*numeric, *(n for s in aggregate_specs(config) for n in s.feature_names()))
+    numeric, drop = spec.numeric, spec.drop
+    if numeric is not None:  # listed numbers, plus every aggregate and derived column not placed elsewhere
+        placed = {*numeric, *(spec.categorical or ()), *spec.log, *drop}
+        generated = [n for s in aggregate_specs(config) for n in s.feature_names()]
+        generated += list(config.features.derived)
+        numeric = (*numeric, *(n for n in generated if n not in placed))
+    if spec.label.from_events and spec.label.anchor is not None and spec.label.censor:
+        drop = (*drop, f"{label_column}_censored")  # it says which labels are missing: never a feature
     return {"id_column": spec.id, "label_column": label_column, "positive": positive,
             "split": table_split, "categorical": spec.categorical, "numeric": numeric,
-            "log_columns": spec.log, "drop": spec.drop, "source": spec.source, "where": "features.table"}
+            "log_columns": spec.log, "drop": drop, "keep": tuple(dict.fromkeys(spec.smooth.values())),
+            "source": spec.source, "where": "features.table"}
 
 
 def aggregate_specs(config: Config) -> list[Any]:
@@ -70,8 +82,20 @@ def aggregate_specs(config: Config) -> list[Any]:
     return [AggregateSpec(name, id=e.id, time=e.time, windows=e.windows, count=e.count, sum=e.sum,
                           mean=e.mean, min=e.min, max=e.max, nunique=e.nunique, active_days=e.active_days,
                           recency=e.recency, share=tuple((c, tuple(map(str, v))) for c, v in e.share.items()),
-                          session_gap_minutes=e.sessions.gap_minutes if e.sessions is not None else None)
+                          session_gap_minutes=e.sessions.gap_minutes if e.sessions is not None else None,
+                          share_other=e.share_other, since=e.since, until=e.until)
             for name, e in spec.events.items()]
+
+
+def aggregate_anchors(config: Config) -> list[Any]:
+    """``features.aggregates.anchors`` as :class:`~daskflow.features.tabular.Anchor` values."""
+    from daskflow.features.tabular import Anchor
+
+    spec = config.features.aggregates
+    if spec is None:
+        return []
+    return [Anchor(name, events=a.events, column=a.column, floor_day=a.floor == "day")
+            for name, a in spec.anchors.items()]
 
 
 def aggregate_sources(config: Config) -> list[str]:
@@ -88,7 +112,8 @@ def event_label(config: Config) -> Any:
     assert spec is not None and spec.label.source is not None and spec.label.time is not None
     within = float(spec.label.within_days or 0)
     return EventLabel(spec.label.source, spec.label.id or spec.id, spec.label.time, within,
-                      f"{spec.label.source}_within_{within:g}d")
+                      spec.label.name or f"{spec.label.source}_within_{within:g}d", anchor=spec.label.anchor,
+                      censor=spec.label.censor, closed=spec.label.closed)
 
 
 def check_table_source(config: Config, frame: Any) -> None:
@@ -97,10 +122,22 @@ def check_table_source(config: Config, frame: Any) -> None:
 
     arguments = table_arguments(config)
     arguments.pop("positive")
+    arguments.pop("keep")
     dtypes = {str(c): t for c, t in frame.dtypes.items()}
+    from daskflow.features.tabular import check_derived
+
     generated = {n: np.dtype(np.float64) for s in aggregate_specs(config) for n in s.feature_names()}
+    generated.update({a.name: np.dtype("datetime64[ms]") for a in aggregate_anchors(config) if a.events})
+    forbidden = []
     if config.features.table is not None and config.features.table.label.from_events:
-        generated[event_label(config).column] = np.dtype(np.int8)
+        label = event_label(config)
+        generated[label.column] = np.dtype(np.int8)
+        forbidden = [label.column, label.censor_column]
+        if label.anchor is not None and label.censor:
+            generated[label.censor_column] = np.dtype(bool)
+    constants = ("cutoff_day", "first_day") if config.features.aggregates is not None else ()
+    check_derived(config.features.derived, [*dtypes, *generated], constants=constants, forbidden=forbidden)
+    generated.update({name: np.dtype(np.float64) for name in config.features.derived})
     check_table_columns([*dtypes, *generated], {**dtypes, **generated}, **arguments)
 
 
@@ -128,6 +165,20 @@ def table_features(config: Config, state: RunState) -> None:
 
     spec = config.features.table
     assert spec is not None
+    frame = table_frame(config, state.client)
+    table = build_entity_table(frame, seed=config.experiment.seed, client=state.client,
+                               **table_arguments(config))
+    conv = state.conversion
+    conv.table, conv.features = table, table.frame
+    state.metrics.setdefault("classify", {})["population"] = {
+        "source": spec.source, **table.counts,
+        "features": {"categorical": table.categorical, "numeric": table.numeric, "log": table.log}}
+
+
+def table_frame(config: Config, client: Client | None = None) -> dd.DataFrame:
+    """The rows of ``features.table``: its source with the aggregates, the label and the derived columns."""
+    spec = config.features.table
+    assert spec is not None
     frame = read_source(config, spec.source, None)
     aggregates = config.features.aggregates
     if aggregates is not None:
@@ -142,16 +193,18 @@ def table_features(config: Config, state: RunState) -> None:
             columns.setdefault(label.source, []).extend(
                 c for c in (label.id, label.time) if c not in columns.get(label.source, []))
         events = {name: read_source(config, name, wanted) for name, wanted in columns.items()}
-        frame = build_aggregates(frame, events, id_column=spec.id, specs=specs, spec_sources=sources,
-                                 cutoff=aggregates.cutoff, label=label, where="features.aggregates",
-                                 client=state.client).frame
-    table = build_entity_table(frame, seed=config.experiment.seed, client=state.client,
-                               **table_arguments(config))
-    conv = state.conversion
-    conv.table, conv.features = table, table.frame
-    state.metrics.setdefault("classify", {})["population"] = {
-        "source": spec.source, **table.counts,
-        "features": {"categorical": table.categorical, "numeric": table.numeric, "log": table.log}}
+        built = build_aggregates(frame, events, id_column=spec.id, specs=specs, spec_sources=sources,
+                                 cutoff=aggregates.cutoff, label=label, anchors=aggregate_anchors(config),
+                                 where="features.aggregates", client=client)
+        frame, constants = built.frame, built.constants
+        forbidden = [label.column, label.censor_column] if label is not None else []
+    else:
+        constants, forbidden = {}, []
+    if config.features.derived:
+        from daskflow.features.tabular import add_derived
+
+        frame = add_derived(frame, config.features.derived, constants=constants, forbidden=forbidden)
+    return frame
 
 
 def split_and_encode_table(config: Config, state: RunState) -> None:
@@ -161,14 +214,17 @@ def split_and_encode_table(config: Config, state: RunState) -> None:
     conv = state.conversion
     table = conv.table
     train, test = table.train(), table.test()
+    spec = config.features.table
+    assert spec is not None
     conv.encoder = TableEncoder(categorical_columns=table.categorical, numeric_columns=table.numeric,
-                                log_columns=table.log).fit(train)
+                                log_columns=table.log, smooth=spec.smooth,
+                                prior_events=spec.prior_events).fit(train)
     arrays = []
     for part in (train, test):
         arrays += [conv.encoder.transform(part), table.labels(part).to_dask_array(lengths=True)]
     X_train, y_train, X_test, y_test = persist(arrays, state.client)
     size = X_train.nbytes + X_test.nbytes
-    limit = config.conversion.in_memory_bytes
+    limit = config.classify.in_memory_bytes
     if size <= limit:
         X_train, y_train, X_test, y_test = compute([X_train, y_train, X_test, y_test], state.client)
     log.info("entity table: %d training and %d test rows x %d features (%.1f MB), fitted %s",
@@ -190,7 +246,7 @@ def needs_choice(config: Config, state: RunState) -> bool:
     """Whether score will choose among several models (then each is validated on training rows)."""
     stages = state.metrics.get("stages", ())
     several = len(config.classifiers) > 1 or "tune" in stages
-    return "score" in stages and config.conversion.score.model is None and several
+    return "score" in stages and config.classify.score.model is None and several
 
 
 def validation_score(config: Config, state: RunState, model: Any) -> float:
@@ -207,12 +263,12 @@ def validation_score(config: Config, state: RunState, model: Any) -> float:
 
 
 def chosen_model(config: Config, state: RunState) -> str:
-    """conversion.score.model, else the best validation score on the training rows."""
+    """classify.score.model, else the best validation score on the training rows."""
     from daskflow.tuning import SCORERS
 
     conv = state.conversion
-    if config.conversion.score.model is not None:
-        return config.conversion.score.model
+    if config.classify.score.model is not None:
+        return config.classify.score.model
     if len(conv.models) == 1 or not conv.validation:
         return next(iter(conv.models))
     greater = SCORERS[config.classify.selection.metric][1]
@@ -222,43 +278,22 @@ def chosen_model(config: Config, state: RunState) -> str:
     return ranked[0]
 
 
-def _score_rows(frame: Any, encoder: Any, model: Any, id_column: str) -> Any:
-    """P(positive) for one partition of the entity table (runs on a worker)."""
-    import pandas as pd
-
-    if len(frame) == 0:
-        return pd.DataFrame({id_column: frame[id_column], "probability": np.zeros(0)})
-    scores = np.asarray(model.predict_proba(np.asarray(encoder.transform(frame))))[:, 1]
-    return pd.DataFrame({id_column: frame[id_column].to_numpy(), "probability": scores}, index=frame.index)
-
-
-def _with_decile(frame: Any, cutoffs: np.ndarray) -> Any:
-    # decile 1 = the 10% of entities most likely positive, 10 = the least likely.
-    return frame.assign(decile=(10 - np.searchsorted(cutoffs, frame["probability"].to_numpy(), side="right")
-                                ).astype("int8"))
-
-
 def score_table(config: Config, state: RunState, name: str) -> None:
     """Score every entity of the table; write (id, probability, decile) as Parquet."""
-    import pandas as pd
+    from daskflow.prediction import score_entities
 
-    spec = config.conversion.score
+    spec = config.classify.score
     conv = state.conversion
-    table, model = conv.table, conv.models[name]
-    id_column = table.id_column
-    meta = pd.DataFrame({id_column: pd.Series([], dtype=table.frame[id_column].dtype),
-                         "probability": pd.Series([], dtype="float64")})
-    scores = table.frame.map_partitions(_score_rows, conv.encoder, model, id_column, meta=meta)
-    (scores,) = persist([scores], state.client)
-    (p_all,) = compute([scores["probability"]], state.client)
-    cutoffs = np.quantile(np.asarray(p_all), np.linspace(0.1, 0.9, 9))
-    rows = scores.map_partitions(_with_decile, cutoffs, meta=meta.assign(decile=pd.Series([], dtype="int8")))
+    table = conv.table
+    assert table is not None
+    scores = score_entities(table.frame, conv.encoder, conv.models[name], id_column=table.id_column,
+                            client=state.client)
     uri = spec.uri or str(state.work_dir / "predictions" / "scores.parquet")
-    write_parquet(rows, uri, storage_options=spec.storage_options, publish=state.publish)
+    write_parquet(scores.frame, uri, storage_options=spec.storage_options, publish=state.publish)
     state.metrics["classify"]["score"] = {
-        "model": name, "chosen_by": "conversion.score.model" if spec.model else
+        "model": name, "chosen_by": "classify.score.model" if spec.model else
         f"{config.classify.selection.metric} on the training rows (classify.selection)",
-        "rows": int(len(p_all)), "mean_probability": round(float(np.mean(p_all)), 6),
+        "rows": scores.rows, "mean_probability": round(scores.mean_probability, 6),
         "uri": spec.uri or "predictions/scores.parquet",
-        "decile_cutoffs": [round(float(c), 6) for c in cutoffs]}
-    log.info("scored %d entities with %s -> %s", len(p_all), name, uri)
+        "decile_cutoffs": [round(c, 6) for c in scores.decile_cutoffs]}
+    log.info("scored %d entities with %s -> %s", scores.rows, name, uri)

@@ -6,7 +6,7 @@ is reported the same way by both, before any work: the parameters of every model
 stages fit, the form of a remote scheduler's address, the performance report's bokeh,
 every source the stages read (existence, format, declared schema and the columns each
 stage needs, from the footers: no data is read), and the outputs (a writable output
-directory; the run directory, ``predict.uri`` and ``conversion.score.uri`` not there yet).
+directory; the run directory, ``predict.uri`` and ``classify.score.uri`` not there yet).
 What only computing can find is listed in docs/errors.md ("Found only while computing").
 """
 
@@ -111,10 +111,6 @@ def source_reads(config: Config, stages: list[str]) -> list[tuple[str, list[str]
         reads.extend((name, None) for name in aggregate_sources(config))
         if config.features.table.label.source is not None:
             reads.append((config.features.table.label.source, None))
-    elif "features" in stages and not _features_reused(config):
-        roles = config.conversion.sources
-        reads.extend((name, None) for name in (roles.listens, roles.users, roles.impressions,
-                                               roles.conversions))
     names = config.predict.item_names
     if "predict" in stages and names is not None:
         reads.append((names.source, [names.id, *names.columns]))
@@ -125,16 +121,6 @@ def source_reads(config: Config, stages: list[str]) -> list[tuple[str, list[str]
     for name, columns in reads:
         unique[(name, None if columns is None else tuple(columns))] = None
     return [(name, None if columns is None else list(columns)) for name, columns in unique]
-
-
-def _features_reused(config: Config) -> bool:
-    from daskflow.io import open_filesystem
-
-    uri = config.conversion.features_uri
-    if uri is None:
-        return False
-    fs, path = open_filesystem(uri, config.conversion.storage_options)
-    return bool(fs.exists(path))
 
 
 def _generated(config: Config, uri: str) -> bool:
@@ -262,8 +248,8 @@ def check_outputs(config: Config, stages: list[str], *, resumed: bool) -> None:
     outputs = []
     if "predict" in stages and config.predict.uri:
         outputs.append((config.predict.uri, config.predict.storage_options))
-    if "score" in stages and config.conversion.score.uri:
-        outputs.append((config.conversion.score.uri, config.conversion.score.storage_options))
+    if "score" in stages and config.classify.score.uri:
+        outputs.append((config.classify.score.uri, config.classify.score.storage_options))
     for uri, storage_options in outputs:
         fs, path = open_filesystem(uri, storage_options)
         if fs.exists(path.rstrip("/")):

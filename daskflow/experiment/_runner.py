@@ -75,7 +75,7 @@ def run_experiment(config: Config, *, resume: str | os.PathLike[str] | None = No
     """Run an experiment end to end and publish its run directory.
 
     The run directory and every output outside it (``predict.uri``,
-    ``conversion.score.uri``) are claimed before any work starts, written aside, and
+    ``classify.score.uri``) are claimed before any work starts, written aside, and
     published without replacing anything: the run directory first, then the external
     outputs, which are removed again if that fails (docs/architecture.md, "Commit
     protocol"). A concurrent run with the same destinations fails at once, naming this one.
@@ -168,8 +168,8 @@ def _external_outputs(config: Config, stages: list[str]) -> list[tuple[str, dict
     outputs = []
     if "predict" in stages and config.predict.uri:
         outputs.append((config.predict.uri, config.predict.storage_options))
-    if "score" in stages and config.conversion.score.uri:
-        outputs.append((config.conversion.score.uri, config.conversion.score.storage_options))
+    if "score" in stages and config.classify.score.uri:
+        outputs.append((config.classify.score.uri, config.classify.score.storage_options))
     return outputs
 
 

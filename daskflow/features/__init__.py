@@ -12,13 +12,6 @@ from typing import TYPE_CHECKING
 from daskflow._lazy import attach
 
 if TYPE_CHECKING:
-    from daskflow.features._conversion import (
-        ConversionEncoder,
-        build_conversion_features,
-        load_features,
-        save_features,
-        split_users,
-    )
     from daskflow.features._kpis import log_kpis
     from daskflow.features.interactions import (
         Block,
@@ -37,6 +30,4 @@ __getattr__, __dir__, __all__ = attach(__name__, {
                      "build_interactions", "leave_k_out_split", "load_interactions", "save_interactions",
                      "without_entries"],
     "_kpis": ["log_kpis"],
-    "_conversion": ["ConversionEncoder", "build_conversion_features", "load_features", "save_features",
-                    "split_users"],
 })

@@ -2,7 +2,7 @@
 
 The registry knows two kinds of model: ``"recommender"`` (fitted on an interaction
 matrix; ``model.name`` in the config) and ``"classifier"`` (fitted on a feature table;
-``conversion.models`` in the config).
+``classify.models`` in the config).
 
 Estimators are imported on first use (PEP 562 ``__getattr__``), so validating a config
 does not pay for importing scikit-learn.

@@ -107,9 +107,17 @@ def _unreachable_scheduler(lake: Path, work: Path) -> list[str]:
     return [f"cluster.address=tcp://127.0.0.1:{free_port()}", "cluster.connect_timeout=0.5"]
 
 
+#: A small house-ad table on the lake: users, labelled by a conversion within a day of the first ad.
+HOUSE_AD = ["features.table={source: users, id: user_id, split: {hash: user_id, test_size: 0.3}, "
+            "drop: [signup_date], label: {source: conversions, time: ts, within_days: 1, anchor: first_ad, "
+            "closed: right, censor: true}}",
+            "features.aggregates={cutoff: latest, anchors: {first_ad: {events: ads}}, events: {ads: "
+            "{source: ad_impressions, id: user_id, time: ts}}}"]
+
+
 def _conversion(*overrides: str) -> Callable[[Path, Path], list[str]]:
     def make(lake: Path, work: Path) -> list[str]:
-        return ["experiment.stages=[features,classify]", *overrides]
+        return ["experiment.stages=[features,classify]", *HOUSE_AD, *overrides]
     return make
 
 
@@ -142,21 +150,56 @@ CASES: dict[str, Case] = {
     "negative regularization": Case(_static("model.name=als", "model.params={regularization: -1.0}"),
                                     ("regularization=-1.0", "is invalid")),
     "unknown model name": Case(_static("model.name=bert"), ("unknown model 'bert'", "available: als")),
-    "unknown classifier": Case(_conversion("conversion.models={m: {model: bert}}"),
+    "unknown classifier": Case(_conversion("classify.models={m: {model: bert}}"),
                                ("unknown classifier 'bert'",)),
     "mini_batch_fraction 0": Case(
-        _conversion("conversion.models={m: {model: logistic_regression, "
+        _conversion("classify.models={m: {model: logistic_regression, "
                     "params: {solver: sgd, mini_batch_fraction: 0.0}}}"),
-        ("mini_batch_fraction=", "expected a number > 0 and <= 1", "conversion.models.m.params")),
+        ("mini_batch_fraction=", "expected a number > 0 and <= 1", "classify.models.m.params")),
     "mini_batch_fraction above 1": Case(
-        _conversion("conversion.models={m: {model: logistic_regression, "
+        _conversion("classify.models={m: {model: logistic_regression, "
                     "params: {solver: sgd, mini_batch_fraction: 1.5}}}"),
-        ("mini_batch_fraction=", "expected a number > 0 and <= 1", "conversion.models.m.params")),
+        ("mini_batch_fraction=", "expected a number > 0 and <= 1", "classify.models.m.params")),
     "C not positive": Case(
-        _conversion("conversion.models={m: {model: logistic_regression, params: {C: 0}}}"),
+        _conversion("classify.models={m: {model: logistic_regression, params: {C: 0}}}"),
         ("C=0", "is invalid")),
-    "conversion stage without its sources": Case(
-        _conversion("data.sources={listens: {uri: x}}"), ("conversion.sources", "missing from data.sources")),
+    "classify stage without features.table": Case(
+        _static("experiment.stages=[features,classify]"),
+        ("classify the rows of features.table, which is not set", "configs/conversion.yaml")),
+    "old conversion keys": Case(
+        _static("experiment.stages=[features,classify]", "conversion.sources={listens: listens}",
+                "conversion.window_days=7", "conversion.split={by: user}", "conversion.models={}"),
+        ("the conversion: section is gone", "conversion.sources -> features.table.source",
+         "conversion.window_days -> features.table.label.within_days",
+         "conversion.split -> features.table.split",
+         "conversion.models -> classify.models")),
+    "derived column outside the expression language": Case(
+        _conversion("features.derived={x: \"__import__('os').getcwd()\"}"),
+        ("features.derived", "derived.x", "getcwd() is not a function of derived columns",
+         "allowed are ratio, where")),
+    "derived column reading an unknown column": Case(
+        _conversion("features.derived={x: n_listens * 2}"),
+        ("features.derived.x = 'n_listens * 2' reads 'n_listens', not a column of the table",
+         "ads_count_all")),
+    "derived column reading the label": Case(
+        _conversion("features.derived={x: conversions_within_1d + 1}"),
+        ("features.derived.x reads 'conversions_within_1d', the label",)),
+    "anchor naming no events entry": Case(
+        _conversion("features.aggregates.anchors={first_ad: {events: impressions}}"),
+        ("features.aggregates",
+         "anchors.first_ad.events is 'impressions', not an entry of events (has ads)")),
+    "since naming no anchor": Case(
+        _conversion("features.aggregates.events.later={source: ad_impressions, id: user_id, time: ts, "
+                    "since: first_listen}"),
+        ("events.later.since is 'first_listen', not an entry of anchors (has first_ad)",)),
+    "label anchor naming no anchor": Case(
+        _conversion("features.table.label.anchor=first_listen"),
+        ("features.table.label.anchor is 'first_listen', not an entry of features.aggregates.anchors "
+         "(has first_ad)",)),
+    "anchored label window not observed": Case(
+        _conversion("features.table.label.censor=false", "features.table.label.within_days=30"),
+        ("features.table.label: the label window of", "not fully observed",
+         "Set features.table.label.censor: true")),
     "bad override syntax": Case(_static("model.name"), ("bad override 'model.name'",)),
     "unset environment variable": Case(_unset_env, ("DASKFLOW_SURELY_UNSET_VARIABLE", "is not set")),
     "unreachable scheduler address": Case(_unreachable_scheduler,

@@ -111,7 +111,9 @@ def _claimed_external(lake: Path, work: Path) -> list[str]:
 
 def _existing_score_output(lake: Path, work: Path) -> list[str]:
     (work / "scores").mkdir()
-    return ["experiment.stages=[score]", f"conversion.score.uri={work / 'scores'}"]
+    from tests.catalogue.test_basics import HOUSE_AD
+
+    return ["experiment.stages=[score]", *HOUSE_AD, f"classify.score.uri={work / 'scores'}"]
 
 
 def _run_dir_appears(lake: Path, work: Path) -> list[str]:

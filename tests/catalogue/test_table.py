@@ -73,9 +73,9 @@ CASES: dict[str, Case] = {
     "entity table source not in data.sources": Case(
         _churn(source="clients"),
         ("features.table.source is 'clients' but data.sources has only customers",)),
-    "classify.models and conversion.models both given": Case(
+    "conversion.models beside classify.models": Case(
         _churn(top={"conversion": {"models": {"nb": {"model": "naive_bayes"}}}}),
-        ("both classify.models and conversion.models are given",)),
+        ("the conversion: section is gone", "conversion.models -> classify.models")),
 }
 
 

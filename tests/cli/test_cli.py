@@ -71,7 +71,7 @@ def test_validate_unknown_key_exits_2_naming_it(tmp_path: Path) -> None:
       "tune.params={n_factors: [8, 16]}", "tune.metric=roc_auc"],
      ["tune.metric 'roc_auc' is not a ranking metric"]),
     (["validate", str(QUICKSTART), "model.name=naive_bayes"], ["unknown model 'naive_bayes'"]),
-    (["validate", str(CONVERSION), "conversion.models.nb.model=bert"], ["unknown classifier 'bert'"]),
+    (["validate", str(CONVERSION), "classify.models.nb.model=bert"], ["unknown classifier 'bert'"]),
 ])
 def test_user_errors_exit_2(args: list[str], fragments: list[str]) -> None:
     assert_user_error(daskflow(*args), *fragments)
@@ -191,10 +191,10 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     import pandas as pd
 
     # The conversion model beside the recommender: it beats chance and scores every user.
-    conversion = metrics["conversion"]
+    conversion = metrics["classify"]
     assert conversion["models"]["logistic_regression"]["roc_auc"] > 0.6
-    scores = pd.read_parquet(run_dir / "predictions" / "conversion_scores.parquet")
-    assert len(scores) == conversion["population"]["users"] == 2_000
+    scores = pd.read_parquet(run_dir / "predictions" / "scores.parquet")
+    assert len(scores) == conversion["population"]["rows"] == 2_000
     page = (run_dir / "report.html").read_text()
     # ranking metrics, ALS loss, ROC, precision-recall, gains, calibration, daily active users
     assert page.count("<img ") == 7

@@ -63,6 +63,8 @@ FOUND_WHILE_COMPUTING: dict[str, str] = {
     "user error raised in a worker process": _CLUSTER,
     "aggregate cutoff outside the data": _VALUES + ": the events' earliest and latest times",
     "label window not fully observed": _VALUES + ": the latest event of the sources read",
+    "anchored label window not observed": _VALUES + ": each entity's anchor (its first event) and the "
+                                                  "latest event",
     "run id claimed by a running run": _CLAIM,
     "run id of a killed run": _CLAIM,
     "stale claim on a run id": _CLAIM,

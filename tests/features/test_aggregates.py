@@ -191,7 +191,8 @@ def test_cutoff_outside_the_data_and_unobserved_label_window(tmp_path: Path, cli
     with pytest.raises(DataError, match=r"aggregates.cutoff 2025-12-01 00:00:00\+00:00 is outside the data "
                                         r"of source 'ev': column 'ts' .* holds 2026-01-01"):
         _build(tmp_path / "a", events, client, cutoff="2025-12-01", label=False)
-    with pytest.raises(DataError, match=r"outside the data .* at most 2026-01-29 \(the day after the last\)"):
+    with pytest.raises(DataError,
+                       match=r"outside the data .* at most 2026-01-29 \(the day after the last event read\)"):
         _build(tmp_path / "b", events, client, cutoff="2026-03-01", label=False)
     # The events end on 2026-01-28 and the conversions on 2026-02-05: a window to 2026-02-26 is not observed.
     with pytest.raises(DataError, match=r"the label window \[2026-01-29 00:00:00\+00:00, 2026-02-26.* is not "

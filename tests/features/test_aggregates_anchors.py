@@ -98,7 +98,7 @@ def test_since_anchor_from_another_aggregates_first_event(tmp_path: Path, client
     assert got.loc["u00", "after_count_all"] < got.loc["u00", "ev_count_all"]
 
 
-def _anchored(tmp_path: Path, client: object, *, censor: bool) -> pd.DataFrame:
+def _anchored(tmp_path: Path, client: object, *, censor: bool, closed: str = "left") -> pd.DataFrame:
     ads = pd.DataFrame({"user_id": ["u00", "u01", "u02", "u03", "u04", "u05", "u09"],
                         "ts": pd.to_datetime(["2026-01-10 00:00"] * 5
                                              + ["2026-01-27 00:00", "2026-01-28 12:00"])})
@@ -113,7 +113,8 @@ def _anchored(tmp_path: Path, client: object, *, censor: bool) -> pd.DataFrame:
         _users(), _sources(tmp_path, ev=_events(), ads=ads, conversions=conversions), id_column="user_id",
         specs=[AggregateSpec("ev", id="user_id", time="ts"), AggregateSpec("ads", id="user_id", time="ts")],
         spec_sources=["ev", "ads"], cutoff=CUTOFF, anchors=[Anchor("first_ad", events="ads")],
-        label=EventLabel("conversions", "user_id", "ts", 2, "label", anchor="first_ad", censor=censor),
+        label=EventLabel("conversions", "user_id", "ts", 2, "label", anchor="first_ad", censor=censor,
+                         closed=closed),
         n_buckets=3, client=client)
     return result.frame.compute().set_index("user_id")
 
@@ -129,6 +130,15 @@ def test_anchored_label_window_and_censoring(tmp_path: Path, client: object) -> 
     # u09's window [01-28 12:00, 01-30 12:00) ends after the cutoff: censored, no label.
     assert got.loc["u09", "label_censored"] and pd.isna(got.loc["u09", "label"])
     assert got["label"].isna().sum() == len(got) - 6 and got["label_censored"].sum() == 1
+
+
+def test_anchored_label_closed_on_the_right(tmp_path: Path, client: object) -> None:
+    got = _anchored(tmp_path, client, censor=True, closed="right")
+    # (anchor, anchor + 2d]: at the anchor is out, at the window's end is in.
+    assert got.loc[["u00", "u01", "u02", "u03", "u04"], "label"].tolist() == [0, 1, 1, 0, 0]
+    # u05's window (01-27, 01-29] holds the cutoff's instant, which is not observed: censored.
+    assert got.loc["u05", "label_censored"] and pd.isna(got.loc["u05", "label"])
+    assert got["label_censored"].sum() == 2
 
 
 def test_an_unobserved_window_is_censored_or_refused(tmp_path: Path, client: object) -> None:

@@ -357,21 +357,24 @@ def _empty_intervals() -> pd.DataFrame:
 
 def label_partials(frame: pd.DataFrame, *, id_column: str, time: str, start_ms: int, end_ms: int,
                    n_buckets: int, anchor: pd.Series | None = None, within_ms: int = 0,
-                   cutoff_ms: int = 0) -> tuple[Any, ...]:
+                   cutoff_ms: int = 0, closed: str = "left") -> tuple[Any, ...]:
     """The hashes of entities with an event in [start_ms, end_ms), by bucket; then the time stats.
 
     With ``anchor`` (entity hash -> ms), each entity's window is [anchor, anchor + within_ms)
-    instead, and only events before ``cutoff_ms`` (the data observed) count.
+    instead, and only events before ``cutoff_ms`` (the data observed) count. ``closed="right"``:
+    the windows are (start, end] instead: an event at the start is out, one at the end is in.
     """
     ts = times_ms(frame[time])
     stats = _stats(ts)
     code, hashes = entity_hash(frame[id_column])
     if anchor is not None:
         start = anchor_of(hashes, anchor)[np.maximum(code, 0)] if len(hashes) else np.full(len(ts), _NAT)
-        inside = (ts != _NAT) & (start != _NAT) & (ts >= start) & (ts - start < within_ms) \
-            & (ts < cutoff_ms) & (code >= 0)
+        end = start + within_ms
+        within = (ts > start) & (ts <= end) if closed == "right" else (ts >= start) & (ts < end)
+        inside = (ts != _NAT) & (start != _NAT) & within & (ts < cutoff_ms) & (code >= 0)
     else:
-        inside = (ts != _NAT) & (ts >= start_ms) & (ts < end_ms) & (code >= 0)
+        within = (ts > start_ms) & (ts <= end_ms) if closed == "right" else (ts >= start_ms) & (ts < end_ms)
+        inside = (ts != _NAT) & within & (code >= 0)
     found = np.unique(hashes[np.unique(code[inside])])
     buckets = _bucket(found, n_buckets)
     return (*(found[buckets == b] for b in range(n_buckets)), stats)
@@ -436,7 +439,7 @@ def bucket_features(table: Sequence[pd.DataFrame], events: Sequence[Sequence[tup
                     history_ms: Sequence[int], label_column: str | None,
                     anchors: dict[str, pd.Series] | None = None, anchor_columns: Sequence[str] = (),
                     label_anchor: str | None = None, label_within_ms: int = 0,
-                    censor_column: str | None = None) -> pd.DataFrame:
+                    censor_column: str | None = None, label_closed: str = "left") -> pd.DataFrame:
     """One bucket of the entity table with every spec's features (and the label) joined.
 
     ``table``: the bucket's pieces of the entity table (:func:`table_pieces`);
@@ -480,7 +483,9 @@ def bucket_features(table: Sequence[pd.DataFrame], events: Sequence[Sequence[tup
             out[label_column] = hit
         else:
             start = anchor_of(keys, anchors[label_anchor])[inverse]
-            censored = (start != _NAT) & (start + label_within_ms > cutoff_ms)
+            # Observed: every instant of the window is before the cutoff ((a, a + w] needs a + w too).
+            last = start + label_within_ms + (1 if label_closed == "right" else 0)
+            censored = (start != _NAT) & (last > cutoff_ms)
             known = (start != _NAT) & ~censored
             out[label_column] = pd.array(np.where(known, hit, 0), dtype="Int8")
             out.loc[~known, label_column] = pd.NA

@@ -63,6 +63,8 @@ class EventLabel:
     column: str = "label"
     anchor: str | None = None
     censor: bool = False
+    #: "left": [start, start + within_days); "right": (start, start + within_days].
+    closed: str = "left"
 
     @property
     def censor_column(self) -> str:
@@ -288,7 +290,7 @@ def build_aggregates(table: dd.DataFrame | pd.DataFrame, sources: Mapping[str, A
             "anchor": shared[label.anchor], "within_ms": int(label.within_days * kernels.DAY_MS),
             "cutoff_ms": cutoff_ms}
         parts = [list(function(part, id_column=label.id, time=label.time, start_ms=cutoff_ms, end_ms=end_ms,
-                               n_buckets=n_buckets, **per_entity))
+                               n_buckets=n_buckets, closed=label.closed, **per_entity))
                  for part in frames[label.source][[label.id, label.time]].to_delayed()]
         label_parts, label_stats = [list(p[:n_buckets]) for p in parts], [p[n_buckets] for p in parts]
     pieces = named(kernels.table_pieces, "aggregates-table-pieces", nout=n_buckets)
@@ -314,7 +316,8 @@ def build_aggregates(table: dd.DataFrame | pd.DataFrame, sources: Mapping[str, A
                     label_column=label.column if label else None, anchor_columns=anchor_columns,
                     label_anchor=label.anchor if label else None,
                     label_within_ms=int(label.within_days * kernels.DAY_MS) if label else 0,
-                    censor_column=label.censor_column if label and label.anchor else None)
+                    censor_column=label.censor_column if label and label.anchor else None,
+                    label_closed=label.closed if label else "left")
     combine = named(kernels.bucket_features, "aggregates-features")
     buckets = [combine([t[b] for t in table_parts],
                        [[part[b] for part in spec_parts] for spec_parts in partials],
@@ -454,21 +457,24 @@ def _empty_events(spec: AggregateSpec) -> pd.DataFrame:
 
 def _check_spans(specs: Sequence[AggregateSpec], sources: Sequence[str], stats: Sequence[Any],
                  cutoff: pd.Timestamp, cutoff_ms: int, where: str) -> dict[str, tuple[int, int]]:
-    """Each source's (first, last) event in ms; the cutoff must lie inside (first, last day + 1]."""
+    """Each source's (first, last) event in ms. The cutoff must lie after every source's first event
+    and at most on the day after the latest event of them all (a log that ends earlier, e.g. ads that
+    stopped, is data too: its entities have no recent events)."""
     spans: dict[str, tuple[int, int]] = {}
-    for spec, source, source_stats in zip(specs, sources, stats, strict=True):
-        n, first, last = _span(source_stats)
-        if n == 0 or first is None or last is None:
+    found = [_span(source_stats) for source_stats in stats]
+    latest = max((last for _, _, last in found if last is not None), default=None)
+    for spec, source, (n, first, last) in zip(specs, sources, found, strict=True):
+        if n == 0 or first is None or last is None or latest is None:
             raise DataError(f"{where}.events.{spec.name}: source {source!r} has no event with a time in "
                             f"column {spec.time!r}: expected an event log. Check the source's uri and "
                             "filters")
-        end = (last // kernels.DAY_MS + 1) * kernels.DAY_MS
+        end = (latest // kernels.DAY_MS + 1) * kernels.DAY_MS
         if not first < cutoff_ms <= end:
             raise DataError(f"{where}.cutoff {cutoff} is outside the data of source {source!r}: column "
                             f"{spec.time!r} ({where}.events.{spec.name}.time) holds {_stamp(first)} .. "
-                            f"{_stamp(last)}: expected a cutoff after the first event and at most "
-                            f"{_stamp(end).date()} (the day after the last). Set {where}.cutoff inside "
-                            "the data")
+                            f"{_stamp(last)}: expected a cutoff after its first event and at most "
+                            f"{_stamp(end).date()} (the day after the last event read). Set {where}.cutoff "
+                            "inside the data")
         spans[source] = (first, last)
     return spans
 

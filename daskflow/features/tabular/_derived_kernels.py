@@ -31,7 +31,8 @@ FUNCTIONS: dict[str, tuple[int, str]] = {
     "max": (2, "the larger of a and b (missing if either is)"),
     "min": (2, "the smaller of a and b (missing if either is)"),
     "fill": (2, "a, with its missing values replaced by b"),
-    "day": (1, "a timestamp column as its UTC day number (days since 1970-01-01; missing stays missing)"),
+    "day": (1, "a time or date column (or ISO text) as its UTC day number (days since 1970-01-01)"),
+    "log": (1, "the natural log of a (missing for a <= 0)"),
     "log1p": (1, "log(1 + a)"),
     "abs": (1, "|a|"),
 }
@@ -125,6 +126,15 @@ def derive(frame: pd.DataFrame, *, expressions: Sequence[tuple[str, Expression]]
     return out
 
 
+def _times(series: pd.Series) -> np.ndarray:
+    """A time column as ms since the epoch (NaN missing); text is parsed as ISO dates or times (UTC)."""
+    values = _values(series)
+    if values.dtype == bool or not np.isnan(values).all() or not series.notna().any():
+        return values
+    parsed = pd.to_datetime(series.astype("string"), errors="coerce", utc=True, format="ISO8601")
+    return _values(parsed)
+
+
 def evaluate(expression: Expression, frame: pd.DataFrame, constants: Mapping[str, float]) -> np.ndarray:
     """``expression`` on one partition: float64 (or bool for a condition), one value per row."""
     n = len(frame)
@@ -153,6 +163,8 @@ def evaluate(expression: Expression, frame: pd.DataFrame, constants: Mapping[str
             with np.errstate(invalid="ignore"):
                 return _COMPARE[type(node.ops[0])](_number(run(node.left)), _number(run(node.comparators[0])))
         assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+        if node.func.id == "day" and isinstance(node.args[0], ast.Name) and node.args[0].id in frame:
+            return _call("day", [_times(frame[node.args[0].id])])  # a date kept as text is a date too
         args = [run(a) for a in node.args]
         return _call(node.func.id, args)
 
@@ -192,6 +204,9 @@ def _call(function: str, args: Sequence[Any]) -> Any:
             return np.where(np.isnan(np.asarray(a, dtype=np.float64)), _number(args[1]), a)
         if function == "day":
             return np.floor(np.asarray(a, dtype=np.float64) / DAY_MS)
+        if function == "log":
+            a = np.asarray(a, dtype=np.float64)
+            return np.log(np.where(a > 0, a, np.nan))
         if function == "log1p":
             return np.log1p(a)
         return np.abs(a)

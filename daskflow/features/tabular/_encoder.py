@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dask.dataframe as dd
@@ -12,7 +12,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from daskflow._dask import compute
-from daskflow._errors import SchemaError
+from daskflow._errors import ParameterError, SchemaError
 
 __all__ = ["TableEncoder"]
 
@@ -32,10 +32,20 @@ class TableEncoder(TransformerMixin, BaseEstimator):
         The feature columns by role.
     log_columns
         Numeric columns transformed by ``log1p`` before scaling.
+    smooth
+        ``{rate column: count column}``: rates (shares, ratios) estimated from few events are
+        pulled toward the training rows' pooled rate ``m`` (count-weighted) by ``prior_events``
+        pseudo-events: ``(rate * n + k * m) / (n + k)``, before scaling. A share of three events is
+        mostly noise; this is its empirical-Bayes posterior mean. A smoothed column also in
+        ``log_columns`` is taken as its natural log (``log_<column>``; it is > 0), not ``log1p``.
+    prior_events
+        ``k`` of ``smooth`` (> 0).
 
     Attributes
     ----------
     categories_ : dict of column -> list of str
+    rates_ : dict of column -> float
+        The pooled rate of each ``smooth`` column on the training rows.
     feature_names_out_ : numpy.ndarray
 
     Examples
@@ -47,10 +57,13 @@ class TableEncoder(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, *, categorical_columns: Sequence[str] = (), numeric_columns: Sequence[str] = (),
-                 log_columns: Sequence[str] = ()) -> None:
+                 log_columns: Sequence[str] = (), smooth: Mapping[str, str] | None = None,
+                 prior_events: float = 5.0) -> None:
         self.categorical_columns = categorical_columns
         self.numeric_columns = numeric_columns
         self.log_columns = log_columns
+        self.smooth = smooth
+        self.prior_events = prior_events
 
     def fit(self, frame: dd.DataFrame | pd.DataFrame, y: Any = None) -> TableEncoder:
         """Learn the categories and the scaling of ``frame``'s feature columns."""
@@ -59,17 +72,26 @@ class TableEncoder(TransformerMixin, BaseEstimator):
         categorical, numeric = list(self.categorical_columns), list(self.numeric_columns)
         missing = [c for c in [*categorical, *numeric, *self.log_columns] if c not in frame.columns]
         missing += [c for c in self.log_columns if c not in numeric]
+        smooth = dict(self.smooth or {})
+        missing += [c for c in smooth if c not in numeric]
+        missing += [c for c in smooth.values() if c not in frame.columns]
         if missing:
             raise SchemaError(f"column(s) {', '.join(map(repr, missing))} of TableEncoder are not in the "
-                              f"frame (or, for log_columns, not in numeric_columns): found "
+                              f"frame (or, for log_columns and smooth, not in numeric_columns): found "
                               f"{', '.join(map(str, frame.columns))}")
         if not categorical and not numeric:
             raise SchemaError("TableEncoder has no columns: pass categorical_columns or numeric_columns")
+        if smooth and not (isinstance(self.prior_events, int | float) and self.prior_events > 0):
+            raise ParameterError(f"prior_events={self.prior_events!r} is not a positive number: expected > 0 "
+                                 "pseudo-events, e.g. 5")
         self.feature_names_in_ = np.asarray([str(c) for c in frame.columns], dtype=object)
         self.n_features_in_ = len(self.feature_names_in_)
         uniques = {c: frame[c].dropna().astype(str).unique() for c in categorical}
+        totals = {c: ((frame[c].fillna(0) * frame[n].fillna(0)).sum(), frame[n].fillna(0).sum())
+                  for c, n in smooth.items()}
         if isinstance(frame, dd.DataFrame):
-            (uniques,) = compute([uniques])
+            (uniques, totals) = compute([uniques, totals])
+        self.rates_ = {c: float(num) / float(den) if den > 0 else 0.0 for c, (num, den) in totals.items()}
         self.categories_ = {c: sorted(str(v) for v in values) for c, values in uniques.items()}
         names = []
         if numeric:
@@ -100,9 +122,18 @@ class TableEncoder(TransformerMixin, BaseEstimator):
     # One partition at a time: pure pandas, with the transformers fitted above.
     def _numeric(self, frame: pd.DataFrame) -> pd.DataFrame:
         out = {}
+        smooth = self.smooth or {}
         for column in self.numeric_columns:
             values = frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
-            if column in self.log_columns:
+            if column in smooth:
+                n = np.nan_to_num(frame[smooth[column]].to_numpy(dtype=np.float64, na_value=np.nan))
+                k = float(self.prior_events)
+                values = (np.nan_to_num(values) * n + k * self.rates_[column]) / (n + k)
+            if column in self.log_columns and column in smooth:
+                # A smoothed rate is > 0 (when the pooled rate is): its own log, as odds respond to
+                # a rate multiplicatively; log1p is for counts that can be 0.
+                out[f"log_{column}"] = np.log(np.maximum(values, np.finfo(np.float64).tiny))
+            elif column in self.log_columns:
                 out[f"log1p_{column}"] = np.log1p(np.maximum(values, 0.0))
             else:
                 out[column] = values

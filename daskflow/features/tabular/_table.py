@@ -182,8 +182,8 @@ def infer_feature_roles(dtypes: Mapping[str, Any], *, exclude: Sequence[str] = (
 def build_entity_table(frame: dd.DataFrame | pd.DataFrame, *, id_column: str, label_column: str,
                        positive: Any, split: TableSplit, categorical: Sequence[str] | None = None,
                        numeric: Sequence[str] | None = None, log_columns: Sequence[str] = (),
-                       drop: Sequence[str] = (), seed: int = 0, source: str = "table",
-                       where: str = "table", client: Any = None) -> EntityTable:
+                       drop: Sequence[str] = (), keep: Sequence[str] = (), seed: int = 0,
+                       source: str = "table", where: str = "table", client: Any = None) -> EntityTable:
     """Check a source table and make it an :class:`EntityTable` (persisted).
 
     Parameters
@@ -197,6 +197,9 @@ def build_entity_table(frame: dd.DataFrame | pd.DataFrame, *, id_column: str, la
         values aside: those rows are scored, not fitted), and ``positive`` is one of them.
     split
         Which rows train and which test (:class:`TableSplit`).
+    keep
+        Columns carried in the table's frame without being features (e.g. the counts an encoder
+        smooths rates by); they must be columns of ``frame``.
     categorical, numeric, log_columns, drop
         Feature columns by role; every other column (not the id, label or split column)
         gets a role from its type (:func:`infer_feature_roles`), logged.
@@ -232,6 +235,10 @@ def build_entity_table(frame: dd.DataFrame | pd.DataFrame, *, id_column: str, la
     check_table_columns(list(dtypes), dtypes, source=source, id_column=id_column, label_column=label_column,
                         split=split, categorical=categorical, numeric=numeric, log_columns=log_columns,
                         drop=drop, where=where)
+    absent = [c for c in keep if c not in dtypes]
+    if absent:
+        raise SchemaError(f"{where}: column(s) {', '.join(map(repr, absent))} to carry (e.g. smooth's "
+                          f"counts) are not in source {source!r}: found {', '.join(dtypes)}")
     exclude = [id_column, label_column] + ([split.column] if split.kind != "hash" else [])
     cat, num, logged, inferred = infer_feature_roles(dtypes, exclude=exclude, categorical=categorical,
                                                      numeric=numeric, log_columns=log_columns, drop=drop)
@@ -258,7 +265,8 @@ def build_entity_table(frame: dd.DataFrame | pd.DataFrame, *, id_column: str, la
         cutoff = pd.Timestamp(split.cutoff)
         cutoff = cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff.tz_convert("UTC")
     options = dict(id_column=id_column, label_column=label_column, positive=positive_value,
-                   features=[*num, *cat], split_kind=split.kind, split_column=split.column,
+                   features=[*num, *cat, *(c for c in keep if c not in (*num, *cat))],
+                   split_kind=split.kind, split_column=split.column,
                    train_values=tuple(split.train), test_values=tuple(split.test),
                    test_size=float(split.test_size), cutoff=cutoff, seed=seed)
     meta = kernels.entity_rows(frame._meta, **options)

@@ -1,6 +1,6 @@
-"""Per-partition kernels of the conversion features (pure pandas/NumPy, no Dask import).
+"""Per-partition kernels of the retired bespoke house-ad builder (``_house_ad_reference``), kept for the test.
 
-The Dask layer (``_conversion.py``) maps two stages of kernels over partitions:
+The Dask layer (``_house_ad_reference.py``) maps two stages of kernels over partitions:
 
 1. *Partials* reduce one partition of a log to small pieces, each row tagged with the
    hash bucket of its user: listens to one row per (user, day) with counts, listening
