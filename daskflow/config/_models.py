@@ -823,8 +823,11 @@ class TuneConfig(_Section):
 
     @property
     def resolved_metric(self) -> str:
-        """The metric to optimise, with the target's default."""
-        return self.metric or ("roc_auc" if self.target == "conversion" else "ndcg@10")
+        """The metric to optimise, with the target's default (its search function's)."""
+        if self.metric is not None:
+            return self.metric
+        search = "search" if self.target == "conversion" else "search_recommender"
+        return str(library_default("tuning", search, "metric"))
 
 
 class ItemNamesConfig(_Section):

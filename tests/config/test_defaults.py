@@ -80,6 +80,13 @@ def test_the_experiment_own_defaults_still_differ(case: tuple[Any, ...]) -> None
     assert section.model_fields[key].default != _default(function, parameter)
 
 
+@pytest.mark.parametrize(("target", "search"), [("conversion", tuning.search),
+                                                 ("recommender", tuning.search_recommender)])
+def test_tune_metric_defaults_to_the_search_functions(target: str, search: Any) -> None:
+    spec = config.TuneConfig(target=target, params={"alpha": (1.0,)})
+    assert spec.metric is None and spec.resolved_metric == _default(search, "metric")
+
+
 def test_shared_keys_take_the_library_default_instead_of_writing_it() -> None:
     """A shared key's default is read from the library (library_default), not a second literal."""
     import ast
