@@ -6,9 +6,12 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daskflow._errors import ClusterError, ConfigError
+
+if TYPE_CHECKING:
+    from daskflow.config import Config
 
 __all__ = ["ExperimentResult", "run"]
 
@@ -35,7 +38,7 @@ class ExperimentResult:
     metrics: dict[str, Any]
     models: dict[str, Any] = field(default_factory=dict)
     predictions: dict[str, Any] = field(default_factory=dict)
-    config: Any = None
+    config: Config | None = None
 
     @property
     def run_id(self) -> str:
@@ -109,7 +112,7 @@ def _as_overrides(overrides: Iterable[str] | str) -> list[str]:
     return overrides
 
 
-def _overridden(config: Any, overrides: list[str]) -> Any:
+def _overridden(config: Config, overrides: list[str]) -> Config:
     """``config`` with ``overrides`` applied, keeping what its loader knew to be secret."""
     if not overrides:
         return config
@@ -134,7 +137,7 @@ def _check_client(client: Any) -> None:
                            "distributed.Client, or client=None to start the cluster the config describes")
 
 
-def _predictions(config: Any, run_dir: Path, metrics: Mapping[str, Any]) -> dict[str, Any]:
+def _predictions(config: Config, run_dir: Path, metrics: Mapping[str, Any]) -> dict[str, Any]:
     """The prediction tables the run published, as lazy frames (inside the run dir or at their URI)."""
     from daskflow.io import read_table
 
