@@ -148,35 +148,29 @@ def _interval(bounds: Any) -> str:
     return ""
 
 
-def _population_note(conversion: Mapping[str, Any], table: bool) -> str:
+def _population_note(classify: Mapping[str, Any]) -> str:
     """One sentence saying which rows the models learned from and which they were tested on."""
-    split = conversion.get("split", {})
-    train = split.get("train_rows", split.get("train_users"))
-    test = split.get("test_rows", split.get("test_users"))
-    unit = "rows" if table else "users"
+    split = classify.get("split", {})
+    train, test = split.get("train_rows"), split.get("test_rows")
     if train is None or test is None:
         return ""
-    words = (f"The models were fitted on {_format(train)} training {unit} and every figure below is "
-             f"measured on {_format(test)} test {unit} they never saw")
-    if not table:
-        words += " (users who saw a house ad; conversion within the label window)"
+    words = (f"The models were fitted on {_format(train)} training rows and every figure below is "
+             f"measured on {_format(test)} test rows they never saw")
     if split.get("by"):
         words += f"; split by {html.escape(str(split['by']))}"
     return f'<p class="note">{words}.</p>'
 
 
-def _conversion_sections(metrics: Mapping[str, Any]) -> list[str]:
-    table = "classify" in metrics  # a features.table run (entity rows) rather than the house-ad users
-    conversion = metrics.get("classify") or metrics.get("conversion")
-    if not conversion:
+def _classify_sections(metrics: Mapping[str, Any]) -> list[str]:
+    classify = metrics.get("classify")
+    if not classify:
         return []
     parts = []
-    if "population" in conversion:
-        heading = "Entity table" if table else "Population (users who saw a house ad)"
-        parts += [f"<h3>{heading}</h3>", _key_values(conversion["population"])]
-    parts.append(_population_note(conversion, table))
-    models = conversion.get("models", {})
-    chosen = (conversion.get("score") or {}).get("model")
+    if "population" in classify:
+        parts += ["<h3>Entity table</h3>", _key_values(classify["population"])]
+    parts.append(_population_note(classify))
+    models = classify.get("models", {})
+    chosen = (classify.get("score") or {}).get("model")
     if models:
         rows = []
         for name, result in models.items():
@@ -196,25 +190,23 @@ def _conversion_sections(metrics: Mapping[str, Any]) -> list[str]:
                 row[f"lift@{share:.0%}"] = lift
             rows.append(row)
         marked = list(models).index(chosen) if chosen in models else None
-        parts += ["<h3>Classifiers on the test rows</h3>" if table else
-                  "<h3>Conversion models on the test users</h3>", _table(rows, marked=marked)]
-        parts += _chosen_model_details(models.get(chosen) if chosen else None, chosen, table)
+        parts += ["<h3>Classifiers on the test rows</h3>", _table(rows, marked=marked)]
+        parts += _chosen_model_details(models.get(chosen) if chosen else None, chosen)
     if "tune" in metrics and metrics["tune"].get("target") != "recommender":
         parts += ["<h3>Tuning</h3>", _key_values(metrics["tune"])]
-    if "score" in conversion:
-        parts += [f"<h3>Scoring every {'entity' if table else 'user'}</h3>", _key_values(conversion["score"])]
+    if "score" in classify:
+        parts += ["<h3>Scoring every entity</h3>", _key_values(classify["score"])]
     return parts
 
 
-def _chosen_model_details(result: Mapping[str, Any] | None, name: str | None, table: bool) -> list[str]:
+def _chosen_model_details(result: Mapping[str, Any] | None, name: str | None) -> list[str]:
     """The scoring model's deciles and its strongest features, when the run measured them."""
     if not result:
         return []
     parts = []
     deciles = result.get("deciles")
     if deciles:
-        unit = "rows" if table else "users"
-        rows = [{"decile": int(d), unit: c, "positives": p, "rate": r, "lift": lift}
+        rows = [{"decile": int(d), "rows": c, "positives": p, "rate": r, "lift": lift}
                 for d, c, p, r, lift in zip(deciles["decile"], deciles["count"], deciles["positives"],
                                             deciles["rate"], deciles["lift"])]
         parts += [f"<h3>{html.escape(str(name))} by decile of score (1 = highest)</h3>", _table(rows)]
@@ -257,9 +249,9 @@ def write_report(path: str | Path, metrics: Mapping[str, Any], *, config_text: s
     sections = _recommender_sections(metrics)
     if sections:
         body += ["<h2>Recommender</h2>", *sections]
-    sections = _conversion_sections(metrics)
+    sections = _classify_sections(metrics)
     if sections:
-        body += ["<h2>Conversion model</h2>", *sections]
+        body += ["<h2>Classifier</h2>", *sections]
     images = [Path(p) for p in plots]
     if images:
         body += ["<h2>Plots</h2>", *(_image(p) for p in images)]

@@ -17,7 +17,7 @@ METRICS = {
     "dashboard_link": "http://127.0.0.1:8787/status",
     "interactions": {"users": 300, "items": 400, "nnz": 5000},
     "evaluation": {"als": {"random": {"holdout": 1, "ndcg@10": 0.07, "precision@10": 0.01}}},
-    "conversion": {"population": {"users": 300, "exposed_users": 150},
+    "classify": {"population": {"rows": 300, "labelled_rows": 150},
                    "models": {"newton": {"model": "logistic_regression", "roc_auc": 0.71, "pr_auc": 0.3,
                                          "log_loss": 0.41, "brier": 0.12,
                                          "gains": {"share_targeted": [0.1], "share_kept": [0.3],
@@ -40,7 +40,7 @@ def test_the_report_is_self_contained(report: Path) -> None:
     assert len(sources) == 2 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "<script" not in page and "http://127.0.0.1:8787/status" in page
     for fragment in ("Timings per stage", "Ranking metrics (leave-k-out)",
-                     "Conversion models on the test users", "kept@10%", "lift@10%",
+                     "Classifiers on the test rows", "kept@10%", "lift@10%",
                      "experiment: {name: demo}", "0.71"):
         assert fragment in page, fragment
 
@@ -89,9 +89,9 @@ def _wide_metrics() -> dict:
                                     "lift": [3.0, 2.0, 1.2, 0.9, 0.8, 0.6, 0.5, 0.4, 0.3, 0.3]},
                         "top_features": [{"feature": "listening_minutes_28d", "weight": 0.8,
                                           "meaning": "standardised coefficients"}]}
-    return {**METRICS, "conversion": {"population": {"users": 300}, "models": models,
-                                      "split": {"train_users": 700, "test_users": 300, "by": "hash"},
-                                      "score": {"model": "lbfgs", "rows": 1000}},
+    return {**METRICS, "classify": {"population": {"rows": 300}, "models": models,
+                                    "split": {"train_rows": 700, "test_rows": 300, "by": "hash"},
+                                    "score": {"model": "lbfgs", "rows": 1000}},
             "predict": {"users": 300, "examples": [
                 {"user": "u1", "1": "Song A — Artist", "2": "Song B — Artist", "3": "Song C — Artist"}]}}
 
@@ -138,7 +138,7 @@ def test_every_table_fits_at_1280_px_and_every_image_loads(tmp_path: Path) -> No
     text = page.read_text()
     for fragment in ("lbfgs (chosen)", 'class="chosen"', "ROC AUC 95% CI", "0.680 – 0.720",
                      "kept@10% CI", "by decile of score", "the strongest features", "listening_minutes_28d",
-                     "fitted on 700 training users", "300 test users", "Song A — Artist"):
+                     "fitted on 700 training rows", "300 test rows", "Song A — Artist"):
         assert fragment in text, fragment
     layout = layout_in_chromium(page, tmp_path)
     assert layout["viewport"] == "1280"
