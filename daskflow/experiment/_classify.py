@@ -126,7 +126,8 @@ def check_table_source(config: Config, frame: Any) -> None:
     dtypes = {str(c): t for c, t in frame.dtypes.items()}
     from daskflow.features.tabular import check_derived
 
-    generated = {n: np.dtype(np.float64) for s in aggregate_specs(config) for n in s.feature_names()}
+    generated: dict[str, np.dtype[Any]] = {n: np.dtype(np.float64) for s in aggregate_specs(config)
+                                           for n in s.feature_names()}
     generated.update({a.name: np.dtype("datetime64[ms]") for a in aggregate_anchors(config) if a.events})
     forbidden = []
     if config.features.table is not None and config.features.table.label.from_events:
@@ -212,7 +213,7 @@ def split_and_encode_table(config: Config, state: RunState) -> None:
     from daskflow.features.tabular import TableEncoder
 
     conv = state.conversion
-    table = conv.table
+    table = conv.entity_table()
     train, test = table.train(), table.test()
     spec = config.features.table
     assert spec is not None
@@ -234,7 +235,7 @@ def split_and_encode_table(config: Config, state: RunState) -> None:
 
 
 def split_summary(config: Config, state: RunState) -> dict[str, Any]:
-    table = state.conversion.table
+    table = state.conversion.entity_table()
     spec = config.features.table
     assert spec is not None
     return {"by": spec.split.kind, "train_rows": table.counts["train_rows"],
@@ -256,7 +257,7 @@ def validation_score(config: Config, state: RunState, model: Any) -> float:
     from daskflow.tuning import cross_validate
 
     spec = config.classify.selection
-    X_train, y_train = state.conversion.train
+    X_train, y_train = state.conversion.training_rows()
     scores = cross_validate(clone(model), X_train, y_train, folds=spec.folds, holdout=spec.holdout,
                             metric=spec.metric, seed=config.experiment.seed, client=state.client)
     return float(np.mean(scores))
@@ -272,7 +273,7 @@ def chosen_model(config: Config, state: RunState) -> str:
     if len(conv.models) == 1 or not conv.validation:
         return next(iter(conv.models))
     greater = SCORERS[config.classify.selection.metric][1]
-    ranked = sorted(conv.validation, key=conv.validation.get, reverse=greater)
+    ranked = sorted(conv.validation, key=lambda name: conv.validation[name], reverse=greater)
     log.info("scoring model chosen by %s on the training rows: %s (%s)", config.classify.selection.metric,
              ranked[0], ", ".join(f"{n} {conv.validation[n]:.4f}" for n in ranked))
     return ranked[0]

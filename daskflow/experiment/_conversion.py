@@ -47,7 +47,7 @@ def stage_classify(config: Config, state: RunState) -> None:
     spec = config.classify
     conv = state.conversion
     _split_and_encode(config, state)
-    (X_train, y_train), (X_test, y_test) = conv.train, conv.test
+    (X_train, y_train), (X_test, y_test) = conv.training_rows(), conv.test_rows()
     (y_true,) = compute([y_test], state.client)
     results: dict[str, Any] = {}
     choosing = table_mode.needs_choice(config, state)
@@ -165,14 +165,15 @@ def stage_tune(config: Config, state: RunState) -> None:
     entry = config.classifiers[name]
     estimator = make_model(entry.model, entry.params, where=f"{config.classifiers_key}.{name}")
     metric = spec.resolved_metric
-    X_train, y_train = conv.train
+    X_train, y_train = conv.training_rows()
     result = search(estimator, spec.params, X_train, y_train, method=spec.method, n_trials=spec.n_trials,
                     folds=spec.folds, holdout=spec.holdout, metric=metric, seed=config.experiment.seed,
                     client=state.client)
     summary = tuning_outputs(spec, result, state, metric)
     tuned = f"{name}_tuned"
-    (y_true,) = compute([conv.test[1]], state.client)
-    report = _evaluate(result.best_estimator, tuned, conv.test[0], y_true, config.classify, state,
+    X_test, y_test = conv.test_rows()
+    (y_true,) = compute([y_test], state.client)
+    report = _evaluate(result.best_estimator, tuned, X_test, y_true, config.classify, state,
                        evaluate_classifier, seed=config.experiment.seed)
     conv.models[tuned] = result.best_estimator
     validation = {}

@@ -47,6 +47,24 @@ class ConversionState:
     #: Validation score on the training rows of each model (classify.selection): score's choice.
     validation: dict[str, float] = field(default_factory=dict)
 
+    def entity_table(self) -> EntityTable:
+        """The features stage's table (a stage that needs it runs after that one)."""
+        return _present(self.table, "the entity table", "features")
+
+    def training_rows(self) -> tuple[Any, Any]:
+        """(X, y) of the training rows, once split and encoded."""
+        return _present(self.train, "the training rows", "the split")
+
+    def test_rows(self) -> tuple[Any, Any]:
+        """(X, y) of the test rows, once split and encoded."""
+        return _present(self.test, "the test rows", "the split")
+
+
+def _present(value: Any, what: str, stage: str) -> Any:
+    if value is None:  # the runner orders the stages, so this is a bug, not a user error
+        raise RuntimeError(f"{what} are not there yet: {stage} must run first")
+    return value
+
 
 @dataclass
 class RunState:
