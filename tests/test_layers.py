@@ -13,10 +13,8 @@ import pytest
 PACKAGE = Path(__file__).parents[1] / "daskflow"
 LIBRARY = ("io", "sample", "features", "models", "evaluation", "prediction", "cluster", "tuning",
            "reporting", "analytics")
-#: Per-block math without Dask: every ``*_kernels.py`` module, found by name (docs/development.md),
-#: and the conversion kernels that predate the convention while they last.
-KERNELS = tuple(sorted(str(p.relative_to(PACKAGE)) for p in [*PACKAGE.rglob("*_kernels.py"),
-                                                              *PACKAGE.glob("features/_conversion_blocks.py")]))
+#: Per-block math without Dask: every ``*_kernels.py`` module, found by name (docs/development.md).
+KERNELS = tuple(sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*_kernels.py")))
 
 
 def imports(path: Path) -> set[str]:
