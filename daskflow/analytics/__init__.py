@@ -39,6 +39,7 @@ from daskflow.analytics._kpis_kernels import (
     retention_counts,
     retention_table,
 )
+from daskflow.analytics._log_kpis import check_kpi_columns, log_kpis
 
 __all__ = [
     "AssignmentSummary", "BROADCAST_MAX_UNITS", "CORRECTIONS", "Comparison", "KINDS", "MetricSpec",
@@ -48,5 +49,5 @@ __all__ = [
     "results_table", "srm_check", "stats_from_values", "variant_estimate",
     "FunnelStep", "KpiTables", "PERIODS", "active_user_counts", "active_users_table", "activity_kpis",
     "funnel", "funnel_table", "lifecycle_counts", "lifecycle_table", "retention_counts", "retention_table",
-    "user_days",
+    "user_days", "check_kpi_columns", "log_kpis",
 ]

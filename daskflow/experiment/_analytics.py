@@ -107,7 +107,7 @@ def stage_abtest(config: Config, state: RunState) -> None:
 
 def stage_kpis(config: Config, state: RunState) -> None:
     """The data KPIs of the interactions source, and with a ``kpis:`` section the product KPIs."""
-    from daskflow.features import log_kpis
+    from daskflow.analytics import log_kpis
 
     spec = config.features.interactions
     events = read_source(config, spec.source, interaction_columns(config))

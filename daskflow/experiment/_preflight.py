@@ -196,7 +196,7 @@ def check_sources(config: Config, stages: list[str]) -> None:
 
 def _check_interaction_types(config: Config, stages: list[str], frames: dict[str, Any]) -> None:
     """The interactions and kpis stages' own column checks, in the order the stages run."""
-    from daskflow.features._kpis import check_kpi_columns
+    from daskflow.analytics import check_kpi_columns
     from daskflow.features.interactions._matrix import check_interaction_columns
 
     spec = config.features.interactions

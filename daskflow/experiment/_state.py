@@ -32,7 +32,7 @@ class ConversionState:
 
     #: One row per user (conversion) or entity (``features.table``), persisted on the cluster.
     features: dd.DataFrame | None = None
-    #: The fitted encoder of the training rows: ConversionEncoder or TableEncoder.
+    #: The fitted TableEncoder of the training rows.
     encoder: Any = None
     #: (X, y) of the training rows and of the test rows: NumPy arrays when small enough to
     #: gather (``conversion.in_memory_bytes``), else persisted Dask arrays.

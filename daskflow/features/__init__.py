@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 from daskflow._lazy import attach
 
 if TYPE_CHECKING:
-    from daskflow.features._kpis import log_kpis
     from daskflow.features.interactions import (
         Block,
         InteractionMatrix,
@@ -29,5 +28,4 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "interactions": ["Block", "InteractionMatrix", "StoredInteractionMatrix", "block_bounds",
                      "build_interactions", "leave_k_out_split", "load_interactions", "save_interactions",
                      "without_entries"],
-    "_kpis": ["log_kpis"],
 })

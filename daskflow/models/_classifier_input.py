@@ -81,7 +81,7 @@ def _check_numeric_columns(frame: Any, what: str) -> None:
     bad = [str(c) for c, t in frame.dtypes.items() if not (is_numeric_dtype(t) or is_bool_dtype(t))]
     if bad:
         raise DataError(f"{what} has non-numeric column(s) {bad}: expected numbers only. Encode them "
-                        "first, e.g. with daskflow.features.ConversionEncoder")
+                        "first, e.g. with daskflow.features.tabular.TableEncoder")
 
 
 def binary_labels(y: Any, n_rows: int, *, what: str = "y") -> tuple[np.ndarray, Any]:

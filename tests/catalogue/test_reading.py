@@ -20,8 +20,9 @@ import pytest
 import yaml
 
 from daskflow import DataError
+from daskflow.analytics import log_kpis
 from daskflow.cli import main
-from daskflow.features import build_interactions, log_kpis
+from daskflow.features import build_interactions
 from daskflow.io import read_table
 from tests.catalogue._harness import (
     Case,

@@ -17,7 +17,6 @@ from daskflow.features import (
     build_interactions,
     leave_k_out_split,
     load_interactions,
-    log_kpis,
     save_interactions,
 )
 from daskflow.io import read_table
@@ -141,17 +140,6 @@ def test_split_rejects_bad_parameters(tiny_lake: Path) -> None:
         leave_k_out_split(matrix, k=3, min_items=3)
     with pytest.raises(DataError, match="unknown split mode 'latest'"):
         leave_k_out_split(matrix, mode="latest")
-
-
-def test_log_kpis_match_pandas(tiny_lake: Path, client: object) -> None:
-    df = read_table(str(tiny_lake / "listens"), columns=["user_id", "track_id", "ts"])
-    kpis, dau = log_kpis(df, client=client)
-    pdf = df.compute()
-    assert kpis["rows"] == len(pdf)
-    assert kpis["users"] == pdf.user_id.nunique() and kpis["items"] == pdf.track_id.nunique()
-    expected = pdf.groupby(pdf.ts.dt.floor("D")).user_id.nunique()
-    assert dau.active_users.tolist() == expected.tolist()
-    assert kpis["days"] == 5 and kpis["dau_mean"] == pytest.approx(expected.mean())
 
 
 def test_save_and_load_round_trip(tiny_lake: Path, tmp_path: Path, client: object) -> None:
