@@ -15,13 +15,17 @@ from typing import Any
 import numpy as np
 
 from daskflow._errors import DataError, ParameterError
+from daskflow.models._input_kernels import (
+    BAD_WEIGHTS,
+    LENGTHS,
+    NON_FINITE_X,
+    NON_FINITE_Y,
+    check_two_classes,
+    first_non_finite_column,
+)
 
-__all__ = ["BAD_WEIGHTS", "Table", "as_table", "binary_labels", "blockwise_predict", "class_weights",
-           "is_dask", "memory_sample_weight", "sample_weights"]
-
-#: Said by the in-memory check here and by the per-block checks on workers (linear models).
-BAD_WEIGHTS = ("sample_weight holds NaN, infinite or negative values ({where}): expected finite "
-               "weights >= 0")
+__all__ = ["Table", "as_table", "binary_labels", "blockwise_predict", "class_weights", "is_dask",
+           "memory_features", "memory_labels", "memory_sample_weight", "sample_weights"]
 
 
 def is_dask(value: Any) -> bool:
@@ -42,7 +46,7 @@ class Table:
         return int(self.data.shape[1])
 
 
-def as_table(X: Any, *, what: str = "X") -> Table:
+def as_table(X: Any, *, what: str = "X", where: str = "fit") -> Table:
     """Validate ``X`` and return it as a :class:`Table`.
 
     Dask DataFrames become Dask arrays with their partition lengths computed (one cheap
@@ -63,16 +67,33 @@ def as_table(X: Any, *, what: str = "X") -> Table:
         if len(X.chunks[1]) > 1:  # one block of rows holds every feature
             X = X.rechunk({1: -1})
         return Table(X.astype(np.float64) if X.dtype.kind != "f" else X, names, True)
+    return Table(memory_features(X, where, what=what), names, False)
+
+
+def memory_features(X: Any, where: str, *, estimator: Any = None, what: str = "X") -> Any:
+    """An in-memory table as a C-ordered float64 array or CSR matrix, every value finite.
+
+    scikit-learn's own checks (shape, dtype, emptiness), so its messages read the same; with
+    ``estimator``, through ``validate_data``, which also records ``n_features_in_`` and
+    ``feature_names_in_`` on it. A NaN or infinity is reported with its column.
+    """
     if hasattr(X, "columns"):
         _check_numeric_columns(X, what)
     from sklearn.utils import check_array
+    from sklearn.utils.validation import validate_data
 
+    options = {"accept_sparse": "csr", "dtype": np.float64, "order": "C", "ensure_all_finite": False}
     try:
-        # scikit-learn's own checks (shape, finiteness, dtype), so its messages read the same.
-        data = check_array(X, accept_sparse="csr", dtype=np.float64, input_name=what)
+        data = (validate_data(estimator, X, reset=True, **options) if estimator is not None
+                else check_array(X, input_name=what, **options))
     except ValueError as exc:
-        raise DataError(f"{what} is not a valid feature table: {exc}") from exc
-    return Table(data, names, False)
+        raise DataError(f"{exc} ({what} passed to {where})") from exc
+    bad = first_non_finite_column(data)
+    if bad >= 0:
+        names = list(X.columns) if hasattr(X, "columns") else None
+        column = repr(str(names[bad])) if names is not None else bad
+        raise DataError(NON_FINITE_X.format(where=f"column {column}, {where}"))
+    return data
 
 
 def _check_numeric_columns(frame: Any, what: str) -> None:
@@ -84,41 +105,48 @@ def _check_numeric_columns(frame: Any, what: str) -> None:
                         "first, e.g. with daskflow.features.tabular.TableEncoder")
 
 
-def binary_labels(y: Any, n_rows: int, *, what: str = "y") -> tuple[np.ndarray, Any]:
+def binary_labels(y: Any, n_rows: int, *, where: str = "fit") -> tuple[np.ndarray, Any]:
     """Check ``y`` holds exactly two classes; return ``(classes, y as 0/1 float)``.
 
     ``y`` stays lazy when it is a Dask collection (its classes are computed).
     """
-    if y is None:
-        raise DataError(f"this estimator requires y to be passed, but the target {what} is None")
-    if is_dask(y):
-        if hasattr(y, "to_dask_array"):
-            y = y.to_dask_array(lengths=True)
-        classes = np.unique(y).compute()  # dask's unique: per-block uniques, then one merge
-    else:
-        from sklearn.utils.multiclass import type_of_target
-
-        y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y.ravel()
-        try:
-            kind = type_of_target(y, input_name=what, raise_unknown=True)
-        except ValueError as exc:
-            raise DataError(f"{what} is not a valid label column: {exc}") from exc
-        if kind not in ("binary", "multiclass"):
-            raise DataError(f"Unknown label type: {kind} {what} (expected two classes): a {kind} target "
-                            "needs a regressor; binarise it first for classification")
-        classes = np.unique(y)
+    if not is_dask(y):
+        y, classes = memory_labels(y, n_rows, where)
+        return classes, (y == classes[1]).astype(np.float64)
+    if hasattr(y, "to_dask_array"):
+        y = y.to_dask_array(lengths=True)
     if y.shape[0] != n_rows:
-        raise DataError(f"{what} has {y.shape[0]} labels but X has {n_rows} rows: pass one label per row")
+        raise DataError(LENGTHS.format(n_x=n_rows, n_y=y.shape[0], what="y", where=where))
+    classes = np.unique(y).compute()  # dask's unique: per-block uniques, then one merge
     if classes.dtype.kind == "f" and not np.isfinite(classes).all():
-        raise DataError(f"{what} holds NaN labels: drop those rows or fill the label")
-    if len(classes) != 2:
-        raise DataError(f"Only binary classification is supported: {what} holds {len(classes)} class(es) "
-                        f"{[c.item() for c in classes[:5]]}, expected exactly two. Check the label column "
-                        "and the split")
-    positive = y == classes[1]
-    return classes, positive.astype(np.float64)
+        raise DataError(NON_FINITE_Y.format(where=where))
+    check_two_classes(classes, where)
+    return classes, (y == classes[1]).astype(np.float64)
+
+
+def memory_labels(y: Any, n_rows: int, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """In-memory labels as a 1-D array and their two classes, or the error that says why not."""
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import column_or_1d
+
+    if y is None:
+        raise DataError(f"this estimator requires y to be passed, but the target y is None ({where})")
+    try:
+        y = column_or_1d(y, warn=True)  # a column vector is taken, with scikit-learn's warning
+    except ValueError as exc:
+        raise DataError(f"{exc} ({where}): expected one label per row") from exc
+    if len(y) != n_rows:
+        raise DataError(LENGTHS.format(n_x=n_rows, n_y=len(y), what="y", where=where))
+    if y.dtype.kind in "fc" and not np.isfinite(y).all():
+        raise DataError(NON_FINITE_Y.format(where=where))
+    if y.dtype.kind not in "biu":  # integer labels are classes by construction
+        try:
+            check_classification_targets(y)
+        except ValueError as exc:
+            raise DataError(f"{exc} ({where}): expected two class labels") from exc
+    classes = np.unique(y)
+    check_two_classes(classes, where)
+    return y, classes
 
 
 def blockwise_predict(function: Any, X: Any, n_columns: int | None) -> Any:

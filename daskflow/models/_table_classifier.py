@@ -51,9 +51,10 @@ class TableClassifier(ClassifierMixin, BaseEstimator):
             Where Dask work runs; Dask's default scheduler otherwise.
         """
         check_params(self, self._rules)
-        table = as_table(X)
+        where = f"{type(self).__name__}.fit"
+        table = as_table(X, where=where)
         n_rows = table.data.shape[0]
-        self.classes_, positive = binary_labels(y, n_rows)
+        self.classes_, positive = binary_labels(y, n_rows, where=where)
         if table.lazy and not is_dask(positive):
             import dask.array as da
 
@@ -62,7 +63,7 @@ class TableClassifier(ClassifierMixin, BaseEstimator):
             positive = positive.rechunk((table.data.chunks[0],))
         weights = sample_weights(sample_weight, getattr(self, "class_weight", None), self.classes_,
                                  positive, n_rows, chunks=(table.data.chunks[0],) if table.lazy else None,
-                                 where=f"{type(self).__name__}.fit")
+                                 where=where)
         self.n_features_in_ = table.n_features
         if table.feature_names is not None:
             self.feature_names_in_ = table.feature_names

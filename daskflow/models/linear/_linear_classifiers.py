@@ -24,14 +24,20 @@ import dask
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
 from daskflow._dask import compute, named, persist
 from daskflow._errors import DataError, ParameterError
 from daskflow._progress import QUIET_FOR, Progress
-from daskflow.models._classifier_input import class_weights, is_dask, memory_sample_weight
+from daskflow.models._classifier_input import (
+    class_weights,
+    is_dask,
+    memory_features,
+    memory_labels,
+    memory_sample_weight,
+)
+from daskflow.models._input_kernels import LENGTHS, check_two_classes
 from daskflow.models._params import Rule, check_params
 from daskflow.models.linear import _block_kernels as kernels
 from daskflow.models.linear import _solver_kernels as solvers
@@ -154,30 +160,10 @@ class _LinearBinaryClassifier(ClassifierMixin, BaseEstimator):
                                  "weights >= 0")
 
     def _memory_problem(self, X: Any, y: Any, sample_weight: Any) -> _Problem:
-        name = type(self).__name__
-        try:
-            X = validate_data(self, X, reset=True, accept_sparse="csr", dtype=np.float64, order="C",
-                              ensure_all_finite=False)
-        except ValueError as exc:
-            raise DataError(f"{exc} (X passed to {name}.fit)") from exc
-        bad = kernels.first_non_finite_column(X)
-        if bad >= 0:
-            names = getattr(self, "feature_names_in_", None)
-            column = repr(names[bad]) if names is not None else bad
-            raise DataError(kernels.NON_FINITE_X.format(where=f"column {column}, {name}.fit"))
-        y = column_or_1d(y, warn=True)
-        if len(y) != X.shape[0]:
-            raise DataError(kernels.LENGTHS.format(n_x=X.shape[0], n_y=len(y), what="y", where=f"{name}.fit"))
-        if y.dtype.kind in "fc" and not np.isfinite(y).all():
-            raise DataError(kernels.NON_FINITE_Y.format(where=f"{name}.fit"))
-        if y.dtype.kind not in "biu":  # integer labels are classes by construction
-            try:
-                check_classification_targets(y)
-            except ValueError as exc:
-                raise DataError(f"{exc} ({name}.fit): expected two class labels") from exc
-        weight = memory_sample_weight(sample_weight, X.shape[0], f"{name}.fit")
-        classes = np.unique(y)
-        self._check_classes(classes)
+        where = f"{type(self).__name__}.fit"
+        X = memory_features(X, where, estimator=self)
+        y, classes = memory_labels(y, X.shape[0], where)
+        weight = memory_sample_weight(sample_weight, X.shape[0], where)
         positive = y == classes[1]
         totals = [weight[~positive].sum(), weight[positive].sum()]  # "balanced" sums the weights
         class_weight = class_weights(self.class_weight, classes, totals)
@@ -210,7 +196,7 @@ class _LinearBinaryClassifier(ClassifierMixin, BaseEstimator):
         for s in stats:
             for label, weight in zip(s["labels"], s["label_weights"]):
                 label_weights[label] = label_weights.get(label, 0.0) + weight
-        self._check_classes(classes)
+        check_two_classes(classes, f"{name}.fit")
         totals = [label_weights.get(label, 0.0) for label in classes]
         class_weight = class_weights(self.class_weight, classes, totals)
         self._check_class_totals(classes, totals[0] * class_weight[0], totals[1] * class_weight[1])
@@ -221,17 +207,6 @@ class _LinearBinaryClassifier(ClassifierMixin, BaseEstimator):
         del raw, persisted  # the raw blocks are released once encoded
         weight_sum = float(totals[0] * class_weight[0] + totals[1] * class_weight[1])
         return _Problem(_DaskPasses(blocks, client), n_features, weight_sum, classes, class_weight)
-
-    def _check_classes(self, classes: np.ndarray) -> None:
-        name = type(self).__name__
-        if len(classes) < 2:
-            raise DataError(f"y has only one class ({classes.tolist()}) ({name}.fit): expected two "
-                            "classes. Check the labels (a filter may have removed one class)")
-        if len(classes) > 2:
-            shown = ", ".join(map(repr, classes[:5].tolist())) + (", ..." if len(classes) > 5 else "")
-            raise DataError(f"Only binary classification is supported. The type of the target is "
-                            f"multiclass: y has {len(classes)} classes ({shown}) ({name}.fit): expected "
-                            "two. Fit one model per class (one-vs-rest) or merge classes")
 
     def _check_class_totals(self, classes: np.ndarray, negative: float, positive: float) -> None:
         if min(negative, positive) <= 0:
@@ -367,7 +342,7 @@ def _label_parts(values: Any, X: Any, x_parts: list[Any], sizes: list[int], clie
         sizes.extend(int(s) for s in compute([dask.delayed(len)(p) for p in x_parts], client))
     array = np.asarray(values)
     if len(array) != sum(sizes):
-        raise DataError(kernels.LENGTHS.format(n_x=sum(sizes), n_y=len(array), what=what,
+        raise DataError(LENGTHS.format(n_x=sum(sizes), n_y=len(array), what=what,
                                                where=f"{name}.fit"))
     bounds = np.concatenate([[0], np.cumsum(sizes)])
     return [array[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
