@@ -22,14 +22,19 @@ from daskflow._errors import ClusterError
 from daskflow._retry import retry
 from daskflow.cluster import _kubernetes as k8s
 
-__all__ = ["connect", "BACKENDS", "dashboard_link"]
+__all__ = ["connect", "BACKENDS", "dashboard_link", "start_local", "reach_remote", "start_kubernetes"]
 
 log = logging.getLogger("daskflow")
 
 
 @contextlib.contextmanager
-def _local(*, n_workers: int = 2, threads_per_worker: int = 1, memory_limit: str = "auto",
-           processes: bool = True, dashboard_address: str = ":8787", **_: Any) -> Iterator[Any]:
+def start_local(*, n_workers: int = 2, threads_per_worker: int = 1, memory_limit: str = "auto",
+                processes: bool = True, dashboard_address: str = ":8787", **_: Any) -> Iterator[Any]:
+    """The ``local`` backend: start an embedded LocalCluster, yield its client, close both.
+
+    Workers are separate processes (``processes=True``) that ignore a terminal's Ctrl-C,
+    which the calling process handles; a user error raised in a task is logged once.
+    """
     from distributed import Client, LocalCluster
 
     from daskflow.cluster._quiet import QuietUserErrors
@@ -83,7 +88,13 @@ def _workers_ignore_sigint() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _remote(*, address: str, connect_timeout: float = 10.0, retries: int = 3, **_: Any) -> Iterator[Any]:
+def reach_remote(*, address: str, connect_timeout: float = 10.0, retries: int = 3,
+                 **_: Any) -> Iterator[Any]:
+    """The ``remote`` backend: connect to the running scheduler at ``address`` and yield the client.
+
+    The peer must answer a Dask handshake within ``connect_timeout`` seconds; only an
+    unreachable address is retried (``retries`` attempts in all, with backoff).
+    """
     from distributed import Client
     from distributed.security import Security
 
@@ -294,22 +305,28 @@ def _identity(address: str, host: str, port: int, timeout: float,
 
 
 @contextlib.contextmanager
-def _kubernetes(*, kubernetes: Mapping[str, Any] | None = None, **_: Any) -> Iterator[Any]:
+def start_kubernetes(*, kubernetes: Mapping[str, Any] | None = None, **_: Any) -> Iterator[Any]:
+    """The ``kubernetes`` backend: create a DaskCluster, yield its client, delete the cluster.
+
+    ``kubernetes`` holds the keywords of :func:`render_manifest` plus ``api_timeout`` and
+    ``api_retries`` (of :func:`check_api`) and ``startup_timeout`` (of
+    :func:`start_kubecluster`); a setting left out takes that function's default.
+    """
     from distributed import Client
 
     settings = dict(kubernetes or {})
     # Validated before anything is sent: a bad value never reaches the API server.
     manifest = k8s.build_manifest(**settings)
     name = manifest["metadata"]["name"]
-    namespace = k8s.check_api(name=name, namespace=settings.get("namespace"),
-                              timeout=settings.get("api_timeout", 10.0),
-                              retries=settings.get("api_retries", 3))
+    # Only the connection settings given are passed: one left out takes its function's default.
+    api = {key: settings[key] for key in ("api_timeout", "api_retries") if key in settings}
+    namespace = k8s.check_api(name=name, namespace=settings.get("namespace"), **api)
     manifest["metadata"]["namespace"] = namespace
     log.info("creating DaskCluster %s in namespace %s (%d workers, image %s)", name, namespace,
              manifest["spec"]["worker"].get("replicas", 1),
              manifest["spec"]["worker"]["spec"]["containers"][0]["image"])
     cluster = k8s.start_kubecluster(manifest, namespace=namespace,
-                                    startup_timeout=settings.get("startup_timeout", 300.0))
+                                    **{key: settings[key] for key in ("startup_timeout",) if key in settings})
     try:
         with Client(cluster) as client:
             yield client
@@ -321,9 +338,9 @@ def _kubernetes(*, kubernetes: Mapping[str, Any] | None = None, **_: Any) -> Ite
 
 #: kind -> context manager factory taking the cluster settings as keywords.
 BACKENDS: dict[str, Callable[..., contextlib.AbstractContextManager[Any]]] = {
-    "local": _local,
-    "remote": _remote,
-    "kubernetes": _kubernetes,
+    "local": start_local,
+    "remote": reach_remote,
+    "kubernetes": start_kubernetes,
 }
 
 

@@ -35,7 +35,7 @@ from daskflow._errors import ClusterError, ManifestError
 from daskflow._retry import retry
 
 __all__ = ["ManifestError", "default_image", "render_manifest", "validate_manifest", "manifest_to_yaml",
-           "build_manifest"]
+           "build_manifest", "check_api", "start_kubecluster"]
 
 log = logging.getLogger("daskflow")
 
@@ -480,10 +480,11 @@ def _api_source() -> str:
     return f"{server} (from {source})" if server else source
 
 
-def check_api(*, name: str, namespace: str | None = None, timeout: float = 10.0, retries: int = 3) -> str:
+def check_api(*, name: str, namespace: str | None = None, api_timeout: float = 10.0,
+              api_retries: int = 3) -> str:
     """Reach the Kubernetes API and check a DaskCluster ``name`` can be created there.
 
-    Connection failures and timeouts are retried ``retries`` times in all, with backoff;
+    Connection failures and timeouts are retried ``api_retries`` times in all, with backoff;
     missing credentials, refused credentials, a missing operator or an existing cluster of
     that name fail at once.
 
@@ -506,16 +507,16 @@ def check_api(*, name: str, namespace: str | None = None, timeout: float = 10.0,
         return isinstance(exc, unreachable) and not (isinstance(exc, kr8s.ServerError) and _status(exc) < 500)
 
     try:
-        return retry(lambda: _run(_probe(name, namespace), timeout), attempts=retries, transient=transient,
-                     what="reaching the Kubernetes API")
+        return retry(lambda: _run(_probe(name, namespace), api_timeout), attempts=api_retries,
+                     transient=transient, what="reaching the Kubernetes API")
     except ClusterError:
         raise
     except unreachable as exc:
         if isinstance(exc, kr8s.ServerError) and _status(exc) < 500:
             raise _refused(exc, namespace) from exc
-        reason = f"{type(exc).__name__}: {exc}" if str(exc) else f"no answer within {timeout:g} s"
-        raise ClusterError(f"cannot reach the Kubernetes API at {_api_source()} after {retries} "
-                           f"attempt{'s' if retries > 1 else ''} ({reason}): check that "
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else f"no answer within {api_timeout:g} s"
+        raise ClusterError(f"cannot reach the Kubernetes API at {_api_source()} after {api_retries} "
+                           f"attempt{'s' if api_retries > 1 else ''} ({reason}): check that "
                            "`kubectl get nodes` works with the same KUBECONFIG, or raise "
                            "cluster.kubernetes.api_timeout / api_retries") from exc
     except Exception as exc:  # kr8s found no usable credentials, or a malformed kubeconfig
@@ -588,7 +589,7 @@ def _tracked_kubecluster() -> Any:
     return DaskflowKubeCluster
 
 
-def start_kubecluster(manifest: Mapping[str, Any], *, namespace: str, startup_timeout: float) -> Any:
+def start_kubecluster(manifest: Mapping[str, Any], *, namespace: str, startup_timeout: float = 300.0) -> Any:
     """Create the DaskCluster through ``KubeCluster`` and wait for its scheduler.
 
     The start is abandoned after ``startup_timeout`` seconds (KubeCluster itself would

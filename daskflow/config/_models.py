@@ -143,27 +143,32 @@ def _default_image() -> str:
 class KubernetesConfig(_Section):
     """A DaskCluster created through the dask-kubernetes operator (docs/kubernetes.md)."""
 
-    name: str = Field("daskflow", description="DaskCluster name: lowercase letters, digits and '-', at "
-                      "most 53 (its scheduler Service is <name>-scheduler).")
+    name: str = Field(library_default("cluster", "render_manifest", "name"),
+                      description="DaskCluster name: lowercase letters, digits and '-', at most 53 (its "
+                      "scheduler Service is <name>-scheduler).")
     namespace: str | None = Field(None, description="Default: the namespace of the current kubeconfig "
                                   "context.")
     image: str = Field(default_factory=_default_image, min_length=1,
                        description="Scheduler and worker image; default: the official Dask image of this "
                        "dask and Python version.")
-    n_workers: int = 2
-    worker_cores: int = 1
-    worker_memory: str = Field("4GiB", description="Per worker, e.g. '4GiB': requests, limits and "
-                               "--memory-limit.")
-    scheduler_service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    n_workers: int = library_default("cluster", "render_manifest", "n_workers")
+    worker_cores: int = library_default("cluster", "render_manifest", "worker_cores")
+    worker_memory: str = Field(library_default("cluster", "render_manifest", "worker_memory"),
+                               description="Per worker, e.g. '4GiB': requests, limits and --memory-limit.")
+    scheduler_service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = library_default(
+        "cluster", "render_manifest", "scheduler_service_type")
     env: dict[str, str] = Field(default_factory=dict)
-    env_from_secrets: tuple[str, ...] = Field((), description="Kubernetes Secrets whose keys become "
-                                              "environment variables (storage credentials).")
-    extra_pip_packages: tuple[str, ...] = ()
-    idle_timeout: int = 0
-    api_timeout: float = Field(10.0, gt=0, description="Seconds per attempt to reach the Kubernetes API.")
-    api_retries: int = 3
-    startup_timeout: float = Field(300.0, gt=0, description="Seconds for the operator to start the "
-                                   "scheduler before the cluster is deleted and the run fails.")
+    env_from_secrets: tuple[str, ...] = Field(
+        library_default("cluster", "render_manifest", "env_from_secrets"),
+        description="Kubernetes Secrets whose keys become environment variables (storage credentials).")
+    extra_pip_packages: tuple[str, ...] = library_default("cluster", "render_manifest", "extra_pip_packages")
+    idle_timeout: int = library_default("cluster", "render_manifest", "idle_timeout")
+    api_timeout: float = Field(library_default("cluster", "check_api", "api_timeout"), gt=0,
+                               description="Seconds per attempt to reach the Kubernetes API.")
+    api_retries: int = library_default("cluster", "check_api", "api_retries")
+    startup_timeout: float = Field(library_default("cluster", "start_kubecluster", "startup_timeout"), gt=0,
+                                   description="Seconds for the operator to start the scheduler before the "
+                                   "cluster is deleted and the run fails.")
 
     @field_validator("name", "namespace", mode="before")
     @classmethod
@@ -265,12 +270,14 @@ class ClusterConfig(_Section):
     kind: Literal["local", "remote", "kubernetes"] = "local"
     address: str | None = Field(None, pattern=r"^(tcp|tls|inproc|ucx|ws|wss)://.+",
                                 description="Scheduler address for kind=remote, e.g. tcp://10.0.0.5:8786.")
-    n_workers: PositiveInt = 2
-    threads_per_worker: PositiveInt = 1
-    memory_limit: str = Field("auto", description="Per worker: 'auto', '0' (no limit) or a size like '4GiB'.")
-    processes: bool = True
-    dashboard_address: str = ":8787"
-    connect_timeout: float = Field(10.0, gt=0, description="Seconds to wait for a remote scheduler.")
+    n_workers: PositiveInt = library_default("cluster", "start_local", "n_workers")
+    threads_per_worker: PositiveInt = library_default("cluster", "start_local", "threads_per_worker")
+    memory_limit: str = Field(library_default("cluster", "start_local", "memory_limit"),
+                              description="Per worker: 'auto', '0' (no limit) or a size like '4GiB'.")
+    processes: bool = library_default("cluster", "start_local", "processes")
+    dashboard_address: str = library_default("cluster", "start_local", "dashboard_address")
+    connect_timeout: float = Field(library_default("cluster", "reach_remote", "connect_timeout"), gt=0,
+                                   description="Seconds to wait for a remote scheduler.")
     kubernetes: KubernetesConfig | None = Field(None, description="Settings of kind=kubernetes (the "
                                                 "local-only keys above do not apply to it).")
 
@@ -554,7 +561,8 @@ class TableConfig(_Section):
     smooth: dict[str, str] = Field({}, description="{rate column: count column}: rates from few events "
                                    "pulled toward the training rows' pooled rate by prior_events "
                                    "pseudo-events.")
-    prior_events: float = Field(5.0, gt=0, description="smooth: the pseudo-events of the prior.")
+    prior_events: float = Field(library_default("features.tabular", "TableEncoder", "prior_events"), gt=0,
+                                description="smooth: the pseudo-events of the prior.")
     drop: tuple[str, ...] = Field((), description="Columns not used. Every column not named anywhere is a "
                                   "feature, its role inferred from its type (logged).")
 
@@ -885,10 +893,13 @@ def _default_classifiers() -> dict[str, ClassifierConfig]:
 class ClassifySelectionConfig(_Section):
     """How score picks its model when classify.score.model is unset: validation on training rows only."""
 
-    metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = "roc_auc"
-    folds: int = Field(3, ge=2, description="k of stratified k-fold over the training rows.")
-    holdout: float | None = Field(None, gt=0, lt=1, description="Validate on one stratified share of the "
-                                  "training rows instead of k folds.")
+    metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = library_default("tuning", "cross_validate",
+                                                                                 "metric")
+    folds: int = Field(library_default("tuning", "cross_validate", "folds"), ge=2,
+                       description="k of stratified k-fold over the training rows.")
+    holdout: float | None = Field(library_default("tuning", "cross_validate", "holdout"), gt=0, lt=1,
+                                  description="Validate on one stratified share of the training rows "
+                                  "instead of k folds.")
 
 
 class ClassifyConfig(_Section):
@@ -901,8 +912,11 @@ class ClassifyConfig(_Section):
                                  "size are gathered and fitted in memory; larger ones block by block "
                                  "on the cluster. 0: always on the cluster.")
     depths: tuple[Annotated[float, Field(gt=0, le=1)], ...] = Field(
-        (0.05, 0.1, 0.2, 0.3, 0.5), description="Shares of the test rows targeted (gains / targeting curve).")
-    calibration_bins: int = Field(10, ge=2)
+        library_default("evaluation", "evaluate_classifier", "depths"),
+        description="Shares of the test rows targeted (gains / targeting curve).")
+    calibration_bins: int = Field(library_default("evaluation", "evaluate_classifier", "n_bins"), ge=2)
+    # The run's own choice: the report shows intervals by default; evaluate_classifier's
+    # n_resamples=0 keeps a library call cheap unless intervals are asked for.
     bootstrap: int = Field(200, ge=0, description="Resamples behind the report's 95% intervals of test "
                            "ROC AUC and kept@depth; 0: no intervals.")
     convergence: ConvergenceConfig | None = Field(None, description="The SGD convergence plot.")

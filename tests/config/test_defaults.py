@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from daskflow import analytics, evaluation, features, models, prediction, sample, tuning
+from daskflow import analytics, cluster, evaluation, features, models, prediction, sample, tuning
 from daskflow.config import _models as config
+from daskflow.features import tabular
 
 #: (config section, key, library function or class, its parameter) for every config key the
 #: runner passes to a library parameter whose default it shares.
@@ -47,12 +48,36 @@ SHARED = [
     (config.KpisRetentionConfig, "period", analytics.activity_kpis, "retention_period"),
     (config.KpisRetentionConfig, "signup", analytics.activity_kpis, "signup_column"),
     (config.KpisConfig, "lifecycle_period", analytics.activity_kpis, "lifecycle_period"),
+    (config.TableConfig, "prior_events", tabular.TableEncoder, "prior_events"),
+    (config.ClassifySelectionConfig, "metric", tuning.cross_validate, "metric"),
+    (config.ClassifySelectionConfig, "folds", tuning.cross_validate, "folds"),
+    (config.ClassifySelectionConfig, "holdout", tuning.cross_validate, "holdout"),
+    (config.ClassifyConfig, "depths", evaluation.evaluate_classifier, "depths"),
+    (config.ClassifyConfig, "calibration_bins", evaluation.evaluate_classifier, "n_bins"),
+    (config.ClusterConfig, "n_workers", cluster.start_local, "n_workers"),
+    (config.ClusterConfig, "threads_per_worker", cluster.start_local, "threads_per_worker"),
+    (config.ClusterConfig, "memory_limit", cluster.start_local, "memory_limit"),
+    (config.ClusterConfig, "processes", cluster.start_local, "processes"),
+    (config.ClusterConfig, "dashboard_address", cluster.start_local, "dashboard_address"),
+    (config.ClusterConfig, "connect_timeout", cluster.reach_remote, "connect_timeout"),
+    (config.KubernetesConfig, "name", cluster.render_manifest, "name"),
+    (config.KubernetesConfig, "n_workers", cluster.render_manifest, "n_workers"),
+    (config.KubernetesConfig, "worker_cores", cluster.render_manifest, "worker_cores"),
+    (config.KubernetesConfig, "worker_memory", cluster.render_manifest, "worker_memory"),
+    (config.KubernetesConfig, "scheduler_service_type", cluster.render_manifest, "scheduler_service_type"),
+    (config.KubernetesConfig, "env_from_secrets", cluster.render_manifest, "env_from_secrets"),
+    (config.KubernetesConfig, "extra_pip_packages", cluster.render_manifest, "extra_pip_packages"),
+    (config.KubernetesConfig, "idle_timeout", cluster.render_manifest, "idle_timeout"),
+    (config.KubernetesConfig, "api_timeout", cluster.check_api, "api_timeout"),
+    (config.KubernetesConfig, "api_retries", cluster.check_api, "api_retries"),
+    (config.KubernetesConfig, "startup_timeout", cluster.start_kubecluster, "startup_timeout"),
 ]
 
 #: Keys whose default is the experiment's own choice, deliberately not the library's (why:
 #: the comment at the key in daskflow/config/_models.py).
 OWN = [
     (config.EvaluateConfig, "metrics", evaluation.evaluate_ranking, "metrics"),
+    (config.ClassifyConfig, "bootstrap", evaluation.evaluate_classifier, "n_resamples"),
 ]
 
 
