@@ -1,6 +1,6 @@
 """Feature benchmark: a per-user table of listening aggregates, daskflow's generic layer vs DuckDB.
 
-Issue 11's question on a sample lake (``daskflow generate /tmp/lake-medium --scale medium``:
+On a sample lake (``daskflow generate /tmp/lake-medium --scale medium``:
 24M listens, 200,000 users): the house-ad-like behaviour features of every user of the
 ``users`` table, as of a cutoff (the day after the last listen), over two windows (the last
 7 days and all): listens, listening time, distinct tracks and artists, active days,

@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
@@ -105,7 +104,7 @@ def assignment_units(assignments: dd.DataFrame, *, unit: str, variant: str, time
     if experiment is None:
         tasks += (assignments[experiment_column].drop_duplicates(),) \
             if experiment_column in assignments.columns else ()
-    computed = client.gather(client.compute(list(tasks))) if client is not None else dask.compute(*tasks)
+    computed = compute(list(tasks), client)
     counts, n_conflicts, examples, first, last = computed[:5]
     if experiment is None and len(computed) > 5 and len(computed[5]) > 1:
         names = sorted(map(str, computed[5]))
@@ -357,7 +356,7 @@ def abtest_sufficient_stats(units: dd.DataFrame, sources: Mapping[str, dd.DataFr
     reduced = table[[variant]].assign(n=1.0, **products).groupby(variant, observed=True).sum()
     keys = ["sums", *pending]
     values = [reduced, *pending.values()]
-    computed = client.gather(client.compute(values)) if client is not None else dask.compute(*values)
+    computed = compute(values, client)
     return _assemble(metrics, dict(zip(keys, computed)))
 
 

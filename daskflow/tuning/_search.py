@@ -135,6 +135,8 @@ def _fit_and_score_blocks(estimator: Any, params: dict[str, Any], X: Any, y: Any
     import dask.array as da
     from sklearn.base import clone
 
+    from daskflow._dask import compute
+
     n_blocks = len(X.chunks[0])
     train_blocks = [b for b in range(n_blocks) if b not in set(test_blocks)]
 
@@ -147,8 +149,7 @@ def _fit_and_score_blocks(estimator: Any, params: dict[str, Any], X: Any, y: Any
               sample_weight=None if w is None else take(w, train_blocks), client=client)
     seconds = time.perf_counter() - started
     proba = model.predict_proba(take(X, test_blocks))[:, 1]
-    truth, scores = (client.compute([take(y, test_blocks), proba], sync=True) if client is not None
-                     else da.compute(take(y, test_blocks), proba))
+    truth, scores = compute([take(y, test_blocks), proba], client)
     return SCORERS[metric][0](np.asarray(truth), np.asarray(scores)), seconds
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from daskflow.cli import main
 
-#: Issue 11's example, verbatim.
+#: The churn example of docs/features.md, a user's own table, verbatim.
 CHURN_YAML = textwrap.dedent("""\
     experiment: {name: churn, seed: 0, stages: [features, classify, score]}
     cluster: {kind: local, n_workers: 1, threads_per_worker: 2}

@@ -352,7 +352,7 @@ class ItemContent:
         if self._frame is None:
             table = self.table
             if hasattr(table, "to_delayed"):
-                table = client.compute(table).result() if client is not None else table.compute()
+                table = compute([table], client)[0]
             self._frame = table.reset_index(drop=True)
         return self._frame
 
