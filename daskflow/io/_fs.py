@@ -23,8 +23,8 @@ from fsspec.implementations.local import LocalFileSystem
 from daskflow._errors import DataError, OutputError
 from daskflow._retry import retry
 
-__all__ = ["open_filesystem", "atomic_output", "with_retries", "SUCCESS_MARKER", "PendingOutput",
-           "Publication", "OutputClaimed"]
+__all__ = ["open_filesystem", "atomic_output", "with_retries", "replace_file", "SUCCESS_MARKER",
+           "PendingOutput", "Publication", "OutputClaimed"]
 
 log = logging.getLogger("daskflow")
 
@@ -71,6 +71,30 @@ def open_filesystem(uri: str, storage_options: Mapping[str, Any] | None = None
 
 def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
+
+
+def replace_file(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader, or a process killed meanwhile, finds the old
+    file whole or the new one whole, never a truncated one.
+
+    On a local disk the bytes go to a hidden file beside ``path``, flushed to disk, then
+    renamed over it (atomic on POSIX); on an object store a single PUT is already atomic.
+    """
+    if not _is_local(fs):
+        fs.pipe_file(path, data)
+        return
+    directory, name = os.path.split(path)
+    temporary = os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
 
 
 def with_retries(action: Callable[[], Any], *, what: str, attempts: int = 3, delay: float = 0.5) -> Any:

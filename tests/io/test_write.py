@@ -233,3 +233,55 @@ def test_s3_claims_are_conditional_writes(s3_server: dict[str, object]) -> None:
         first.publish()
     s3.invalidate_cache()
     assert s3.find("claims") == ["claims/out/theirs"]  # no marker, no temporary, no claim
+
+
+def test_replace_file_never_shows_a_reader_a_partial_file(tmp_path: Path) -> None:
+    """A commit point (an ALS checkpoint's latest.json) read while it is rewritten is the old or
+    the new file whole: a reader, or a run resumed after a kill, never meets an empty one."""
+    import threading
+
+    from daskflow.io._fs import replace_file
+
+    fs, path = fsspec.core.url_to_fs(str(tmp_path / "latest.json"))
+    replace_file(fs, path, json.dumps({"iteration": 0}).encode())
+    stop, seen = threading.Event(), []
+
+    def rewrite() -> None:
+        for iteration in range(1, 400):
+            replace_file(fs, path, json.dumps({"iteration": iteration, "pad": "x" * 4096}).encode())
+        stop.set()
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    while not stop.is_set():
+        seen.append(json.loads(Path(path).read_text())["iteration"])  # JSONDecodeError if partial
+    writer.join()
+    assert seen == sorted(seen) and json.loads(Path(path).read_text())["iteration"] == 399
+    assert os.listdir(tmp_path) == ["latest.json"]  # no temporary left beside it
+
+
+def test_replace_file_that_fails_keeps_the_old_file(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from daskflow.io._fs import replace_file
+
+    target = tmp_path / "latest.json"
+    target.write_text('{"iteration": 3}')
+    fs, path = fsspec.core.url_to_fs(str(target))
+
+    def full_disk(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        replace_file(fs, path, b'{"iteration": 4}')
+    assert target.read_text() == '{"iteration": 3}' and os.listdir(tmp_path) == ["latest.json"]
+
+
+def test_replace_file_on_an_object_store(s3_server: dict[str, object]) -> None:
+    from daskflow.io._fs import replace_file
+
+    s3 = fsspec.filesystem("s3", **s3_server)
+    s3.mkdir("checkpoints")
+    replace_file(s3, "checkpoints/latest.json", b'{"iteration": 1}')
+    replace_file(s3, "checkpoints/latest.json", b'{"iteration": 2}')
+    assert s3.cat_file("checkpoints/latest.json") == b'{"iteration": 2}'

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from daskflow._errors import DataError
-from daskflow.io._fs import open_filesystem
+from daskflow.io._fs import open_filesystem, replace_file
 
 __all__ = ["iteration_dir", "save_block", "commit", "read_latest", "load_rows"]
 
@@ -51,8 +51,9 @@ def commit(root: str, iteration: int, meta: Mapping[str, Any],
     directory = iteration_dir(path, iteration)
     with fs.open(f"{directory}/meta.json", "w") as handle:
         json.dump({**meta, "iteration": iteration}, handle)
-    with fs.open(f"{path}/latest.json", "w") as handle:  # one PUT / write: the commit point
-        json.dump({"iteration": iteration, "directory": directory.rsplit("/", 1)[-1]}, handle)
+    # The commit point: a reader or a resumed run sees the previous latest.json or this one.
+    latest = {"iteration": iteration, "directory": directory.rsplit("/", 1)[-1]}
+    replace_file(fs, f"{path}/latest.json", json.dumps(latest).encode())
     complete = sorted(p for p in fs.ls(path, detail=False) if p.rsplit("/", 1)[-1].startswith("iteration-"))
     for old in complete[:-_KEEP]:
         fs.rm(old, recursive=True)
