@@ -13,6 +13,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fsspec.implementations.local import LocalFileSystem
+
+from daskflow.io._fs import replace_file
+
 __all__ = ["CHECKPOINTS", "new_run_id", "plots_dir", "write_json", "write_private", "restrict",
            "has_checkpoints"]
 
@@ -28,11 +32,9 @@ def new_run_id() -> str:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path``, readable and writable by its owner only (0600)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
-    os.fchmod(descriptor, PRIVATE_FILE)  # an existing file keeps its mode through O_CREAT
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(text)
+    """Write ``text`` to ``path`` whole (an interrupted write leaves the old file, never half of
+    the new one: a resumed run reads config.yaml), readable and writable by its owner only."""
+    replace_file(LocalFileSystem(), str(path), text.encode("utf-8"), mode=PRIVATE_FILE)
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -73,12 +73,13 @@ def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
-def replace_file(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+def replace_file(fs: fsspec.AbstractFileSystem, path: str, data: bytes, *, mode: int | None = None) -> None:
     """Write ``data`` to ``path`` so that a reader, or a process killed meanwhile, finds the old
     file whole or the new one whole, never a truncated one.
 
-    On a local disk the bytes go to a hidden file beside ``path``, flushed to disk, then
-    renamed over it (atomic on POSIX); on an object store a single PUT is already atomic.
+    On a local disk the bytes go to a hidden file beside ``path`` (created with ``mode``
+    when given, e.g. 0o600, from its first byte), flushed to disk, then renamed over it
+    (atomic on POSIX); on an object store a single PUT is already atomic.
     """
     if not _is_local(fs):
         fs.pipe_file(path, data)
@@ -86,7 +87,10 @@ def replace_file(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
     directory, name = os.path.split(path)
     temporary = os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        with open(temporary, "wb") as handle:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
+        with os.fdopen(descriptor, "wb") as handle:
+            if mode is not None:
+                os.fchmod(descriptor, mode)  # whatever the umask
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

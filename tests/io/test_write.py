@@ -285,3 +285,17 @@ def test_replace_file_on_an_object_store(s3_server: dict[str, object]) -> None:
     replace_file(s3, "checkpoints/latest.json", b'{"iteration": 1}')
     replace_file(s3, "checkpoints/latest.json", b'{"iteration": 2}')
     assert s3.cat_file("checkpoints/latest.json") == b'{"iteration": 2}'
+
+
+def test_replace_file_creates_the_mode_asked_for_whatever_the_umask(tmp_path: Path) -> None:
+    from daskflow.io._fs import replace_file
+
+    fs, path = fsspec.core.url_to_fs(str(tmp_path / "config.yaml"))
+    Path(path).write_text("old")
+    os.chmod(path, 0o644)
+    previous = os.umask(0)
+    try:
+        replace_file(fs, path, b"new", mode=0o600)
+    finally:
+        os.umask(previous)
+    assert Path(path).read_text() == "new" and os.stat(path).st_mode & 0o777 == 0o600
