@@ -318,15 +318,13 @@ def start_kubernetes(*, kubernetes: Mapping[str, Any] | None = None, **_: Any) -
     # Validated before anything is sent: a bad value never reaches the API server.
     manifest = k8s.build_manifest(**settings)
     name = manifest["metadata"]["name"]
-    # Only the connection settings given are passed: one left out takes its function's default.
-    api = {key: settings[key] for key in ("api_timeout", "api_retries") if key in settings}
-    namespace = k8s.check_api(name=name, namespace=settings.get("namespace"), **api)
+    namespace = k8s.check_api(name=name, namespace=settings.get("namespace"),
+                              **_given(settings, "api_timeout", "api_retries"))
     manifest["metadata"]["namespace"] = namespace
     log.info("creating DaskCluster %s in namespace %s (%d workers, image %s)", name, namespace,
              manifest["spec"]["worker"].get("replicas", 1),
              manifest["spec"]["worker"]["spec"]["containers"][0]["image"])
-    cluster = k8s.start_kubecluster(manifest, namespace=namespace,
-                                    **{key: settings[key] for key in ("startup_timeout",) if key in settings})
+    cluster = k8s.start_kubecluster(manifest, namespace=namespace, **_given(settings, "startup_timeout"))
     try:
         with Client(cluster) as client:
             yield client
@@ -334,6 +332,11 @@ def start_kubernetes(*, kubernetes: Mapping[str, Any] | None = None, **_: Any) -
         # Deleted whatever happened inside: a cluster left behind keeps its nodes busy.
         if k8s.stop_kubecluster(cluster):
             log.info("deleted DaskCluster %s in namespace %s", name, namespace)
+
+
+def _given(settings: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    """The ``keys`` present in ``settings``: one left out takes the called function's default."""
+    return {key: settings[key] for key in keys if key in settings}
 
 
 #: kind -> context manager factory taking the cluster settings as keywords.

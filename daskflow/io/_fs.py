@@ -23,8 +23,8 @@ from fsspec.implementations.local import LocalFileSystem
 from daskflow._errors import DataError, OutputError
 from daskflow._retry import retry
 
-__all__ = ["open_filesystem", "atomic_output", "with_retries", "replace_file", "SUCCESS_MARKER",
-           "PendingOutput", "Publication", "OutputClaimed"]
+__all__ = ["open_filesystem", "atomic_output", "with_retries", "replace_file", "replace_file_prefix",
+           "SUCCESS_MARKER", "PendingOutput", "Publication", "OutputClaimed"]
 
 log = logging.getLogger("daskflow")
 
@@ -85,7 +85,7 @@ def replace_file(fs: fsspec.AbstractFileSystem, path: str, data: bytes, *, mode:
         fs.pipe_file(path, data)
         return
     directory, name = os.path.split(path)
-    temporary = os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
+    temporary = os.path.join(directory, f"{replace_file_prefix(name)}{uuid.uuid4().hex[:8]}")
     try:
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
         with os.fdopen(descriptor, "wb") as handle:
@@ -99,6 +99,12 @@ def replace_file(fs: fsspec.AbstractFileSystem, path: str, data: bytes, *, mode:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+def replace_file_prefix(name: str) -> str:
+    """How the temporaries of :func:`replace_file` for a file ``name`` begin: a process killed
+    mid-write leaves one behind, which the file's single writer may remove."""
+    return f".{name}.tmp-"
 
 
 def with_retries(action: Callable[[], Any], *, what: str, attempts: int = 3, delay: float = 0.5) -> Any:

@@ -169,11 +169,13 @@ def test_load_without_persisting_reads_the_files_on_use(tiny_lake: Path, tmp_pat
     assert (stored.to_scipy(client=client) != matrix.to_scipy(client=client)).nnz == 0
     # Read, used, dropped: the workers forget the blocks once the result is in. The client's
     # release reaches the scheduler asynchronously, so the check allows it a few seconds.
-    deadline, held = time.monotonic() + 10, {"?"}
-    while held and time.monotonic() < deadline:
-        held = {str(key) for keys in client.has_what().values() for key in keys
+    def stored_blocks_held() -> set[str]:
+        return {str(key) for keys in client.has_what().values() for key in keys
                 if str(key).startswith("interactions-stored-block")}
-        time.sleep(0.05 if held else 0)
+
+    deadline = time.monotonic() + 10
+    while (held := stored_blocks_held()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not held
     assert as_times(client.gather(client.compute(list(stored.user_blocks)))).nnz == matrix.nnz
     files = stored.block_files("items")

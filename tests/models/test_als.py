@@ -218,6 +218,17 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path: Path, client: object) 
     np.testing.assert_allclose(blocked.item_factors_, uninterrupted.item_factors_, rtol=1e-3, atol=1e-4)
 
 
+def test_a_commit_killed_mid_write_leaves_only_a_temporary_the_next_commit_removes(tmp_path: Path) -> None:
+    X = planted()
+    ImplicitALS(n_factors=4, n_iter=2, checkpoint_every=1, checkpoint_dir=str(tmp_path)).fit(X)
+    # What a process killed inside replace_file leaves: latest.json intact, a temporary beside it.
+    (tmp_path / ".latest.json.tmp-deadbeef").write_text('{"iteration": 3, "dire')
+    resumed = ImplicitALS(n_factors=4, n_iter=3, checkpoint_every=1, checkpoint_dir=str(tmp_path))
+    resumed.fit(X, resume=True)
+    assert len(resumed.loss_curve_) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["iteration-00002", "iteration-00003", "latest.json"]
+
+
 def test_resume_refuses_a_foreign_checkpoint(tmp_path: Path) -> None:
     X = planted()
     ImplicitALS(n_factors=4, n_iter=2, checkpoint_dir=str(tmp_path)).fit(X)

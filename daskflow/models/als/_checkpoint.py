@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from daskflow._errors import DataError
-from daskflow.io._fs import open_filesystem, replace_file
+from daskflow.io._fs import open_filesystem, replace_file, replace_file_prefix
 
 __all__ = ["iteration_dir", "save_block", "commit", "read_latest", "load_rows"]
 
@@ -54,8 +54,11 @@ def commit(root: str, iteration: int, meta: Mapping[str, Any],
     # The commit point: a reader or a resumed run sees the previous latest.json or this one.
     latest = {"iteration": iteration, "directory": directory.rsplit("/", 1)[-1]}
     replace_file(fs, f"{path}/latest.json", json.dumps(latest).encode())
-    complete = sorted(p for p in fs.ls(path, detail=False) if p.rsplit("/", 1)[-1].startswith("iteration-"))
-    for old in complete[:-_KEEP]:
+    entries = fs.ls(path, detail=False)
+    complete = sorted(p for p in entries if p.rsplit("/", 1)[-1].startswith("iteration-"))
+    # A commit killed mid-write (see replace_file) left its temporary: this is the only writer.
+    leftovers = [p for p in entries if p.rsplit("/", 1)[-1].startswith(replace_file_prefix("latest.json"))]
+    for old in [*complete[:-_KEEP], *leftovers]:
         fs.rm(old, recursive=True)
 
 
